@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+
+/** Limits of one execution; `timeoutMs` etc. as in the proto's Limits message. */
+export interface ExecutionLimits {
+  timeoutMs: number;
+  memoryMb: number;
+  maxOutputBytes: number;
+  cpuMillicores: number;
+}
+
+export interface Config {
+  /** Distinguishes this process's containers and consumers from another's. */
+  instanceId: string;
+  logLevel: string;
+  http: { host: string; port: number };
+  databaseUrl: string;
+  nats: { servers: string; subjectPrefix: string };
+  docker: { socketPath: string; sandboxRuntime: string };
+  /** Where the execution service reaches the EnvironmentService when they run apart. */
+  environmentsUrl: string;
+  execution: {
+    defaults: ExecutionLimits;
+    maxima: ExecutionLimits;
+    /** Host tasks the sandbox may use; runsc's ptrace platform counts ~44 idle + ~7.5 a process. */
+    pidsLimit: number;
+    tmpfsMb: number;
+    /** Time a sandbox may take to start and import the main module. */
+    startupTimeoutMs: number;
+    /** Largest event (data + env) an execute request may carry. */
+    maxEventBytes: number;
+  };
+  modules: { maxCount: number; maxFileBytes: number; maxTotalBytes: number; maxPathLength: number };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the configuration from environment variables once, applies defaults and fails fast
+ * with every problem at once, each naming its variable.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const str = (name: string, fallback: string): string => {
+    const value = env[name];
+    return value === undefined || value === '' ? fallback : value;
+  };
+  const int = (name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const limits = (kind: 'DEFAULT' | 'MAX', fallback: ExecutionLimits): ExecutionLimits => ({
+    timeoutMs: int(`TEE_${kind}_TIMEOUT_MS`, fallback.timeoutMs, 1),
+    memoryMb: int(`TEE_${kind}_MEMORY_MB`, fallback.memoryMb, 64),
+    maxOutputBytes: int(`TEE_${kind}_MAX_OUTPUT_BYTES`, fallback.maxOutputBytes, 1024),
+    cpuMillicores: int(`TEE_${kind}_CPU_MILLICORES`, fallback.cpuMillicores, 10),
+  });
+
+  const config: Config = {
+    instanceId: str('TEE_INSTANCE_ID', randomUUID()),
+    logLevel: str('TEE_LOG_LEVEL', 'info'),
+    http: { host: str('TEE_HOST', '127.0.0.1'), port: int('TEE_PORT', 8080, 0, 65535) },
+    databaseUrl: str(
+      'TEE_DATABASE_URL',
+      'postgres://assist_tee:assist_tee@127.0.0.1:5432/assist_tee',
+    ),
+    nats: {
+      servers: str('TEE_NATS_URL', 'nats://127.0.0.1:4222'),
+      subjectPrefix: str('TEE_SUBJECT_PREFIX', 'tee'),
+    },
+    docker: {
+      socketPath: str('TEE_DOCKER_SOCKET', '/var/run/docker.sock'),
+      sandboxRuntime: str('TEE_SANDBOX_RUNTIME', 'runsc'),
+    },
+    environmentsUrl: str('TEE_ENVIRONMENTS_URL', 'http://127.0.0.1:8080'),
+    execution: {
+      defaults: limits('DEFAULT', {
+        timeoutMs: 10_000,
+        memoryMb: 256,
+        maxOutputBytes: 1024 * 1024,
+        cpuMillicores: 1000,
+      }),
+      maxima: limits('MAX', {
+        timeoutMs: 300_000,
+        memoryMb: 2048,
+        maxOutputBytes: 16 * 1024 * 1024,
+        cpuMillicores: 2000,
+      }),
+      pidsLimit: int('TEE_PIDS_LIMIT', 256, 64),
+      tmpfsMb: int('TEE_TMPFS_MB', 64, 1),
+      startupTimeoutMs: int('TEE_STARTUP_TIMEOUT_MS', 15_000, 100),
+      maxEventBytes: int('TEE_MAX_EVENT_BYTES', 1024 * 1024, 1024),
+    },
+    modules: {
+      maxCount: int('TEE_MAX_MODULES', 200, 1),
+      maxFileBytes: int('TEE_MAX_MODULE_BYTES', 1024 * 1024, 1),
+      maxTotalBytes: int('TEE_MAX_MODULES_TOTAL_BYTES', 8 * 1024 * 1024, 1),
+      maxPathLength: int('TEE_MAX_MODULE_PATH_LENGTH', 255, 1),
+    },
+  };
+  if (!/^[a-z][a-z0-9_-]*$/.test(config.nats.subjectPrefix)) {
+    problems.push(
+      `TEE_SUBJECT_PREFIX: expected lowercase letters, digits, "-" or "_", got "${config.nats.subjectPrefix}"`,
+    );
+  }
+  for (const key of Object.keys(config.execution.defaults) as (keyof ExecutionLimits)[]) {
+    if (config.execution.defaults[key] > config.execution.maxima[key]) {
+      problems.push(`TEE_DEFAULT_${envName(key)} is above TEE_MAX_${envName(key)}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function envName(key: keyof ExecutionLimits): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+}

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/index.js';
+
+describe('loadConfig', () => {
+  it('applies defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config.http.port).toBe(8080);
+    expect(config.nats.subjectPrefix).toBe('tee');
+    expect(config.docker.sandboxRuntime).toBe('runsc');
+    expect(config.execution.defaults.timeoutMs).toBeLessThanOrEqual(
+      config.execution.maxima.timeoutMs,
+    );
+  });
+
+  it('reads overrides', () => {
+    const config = loadConfig({ TEE_PORT: '9090', TEE_DEFAULT_MEMORY_MB: '128' });
+    expect(config.http.port).toBe(9090);
+    expect(config.execution.defaults.memoryMb).toBe(128);
+  });
+
+  it('names every bad variable at once', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        TEE_PORT: 'eighty',
+        TEE_DEFAULT_TIMEOUT_MS: '-1',
+        TEE_SUBJECT_PREFIX: 'Bad.Prefix',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toContain('TEE_PORT');
+    expect(problems).toContain('TEE_DEFAULT_TIMEOUT_MS');
+    expect(problems).toContain('TEE_SUBJECT_PREFIX');
+  });
+
+  it('refuses a default above its maximum', () => {
+    expect(() => loadConfig({ TEE_DEFAULT_MEMORY_MB: '4096', TEE_MAX_MEMORY_MB: '1024' })).toThrow(
+      /TEE_DEFAULT_MEMORY_MB is above TEE_MAX_MEMORY_MB/,
+    );
+  });
+});

@@ -1,0 +1,2 @@
+export * from './environment-entity.js';
+export { environmentsMigrations } from './migrations/index.js';

@@ -1,0 +1,80 @@
+import { defineEntity, p } from '@mikro-orm/core';
+import type { JsonValue } from '../json-value.js';
+
+export type ExecutionStatusName =
+  'RUNNING' | 'SUCCEEDED' | 'HANDLER_ERROR' | 'TIMEOUT' | 'OOM' | 'OUTPUT_LIMIT' | 'SANDBOX_ERROR';
+
+export interface ExecutionErrorRecord {
+  name: string;
+  message: string;
+  stack: string;
+}
+
+export interface ExecutionLogRecord {
+  level: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  message: string;
+  /** Epoch milliseconds. */
+  time: number;
+}
+
+export interface ExecutionLimitsRecord {
+  timeoutMs: number;
+  memoryMb: number;
+  maxOutputBytes: number;
+  cpuMillicores: number;
+}
+
+// Must match migrations/ exactly: test/schema-drift.test.ts fails on any difference.
+export const ExecutionEntitySchema = defineEntity({
+  name: 'ExecutionEntity',
+  schema: 'execution',
+  tableName: 'execution',
+  properties: {
+    id: p.uuid().primary(),
+    // No foreign key: environments live in another service's schema.
+    environmentId: p.uuid(),
+    status: p.enum([
+      'RUNNING',
+      'SUCCEEDED',
+      'HANDLER_ERROR',
+      'TIMEOUT',
+      'OOM',
+      'OUTPUT_LIMIT',
+      'SANDBOX_ERROR',
+    ] as const),
+    // What the handler returned, stored as is: a top-level string, number or array round-trips
+    // exactly (test/execution.test.ts). SQL NULL is JS null: no result yet, or a handler that
+    // returned null; the status tells which.
+    result: p.json<JsonValue>().strictNullable(),
+    error: p.json<ExecutionErrorRecord>().strictNullable(),
+    logs: p.json<ExecutionLogRecord[]>(),
+    outputTruncated: p.boolean(),
+    exitCode: p.integer().strictNullable(),
+    durationMs: p.integer().strictNullable(),
+    limits: p.json<ExecutionLimitsRecord>(),
+    warm: p.boolean().default(false),
+    /** The service instance that ran it. */
+    instanceId: p.text(),
+    createdAt: p.datetime(),
+    finishedAt: p.datetime().strictNullable(),
+  },
+  indexes: [
+    {
+      // An environment's executions newest first, with a (created_at, id) keyset cursor.
+      name: 'execution_environment_id_created_at_id_idx',
+      columns: [
+        { name: 'environment_id' },
+        { name: 'created_at', sort: 'desc' },
+        // Not `id desc`: MikroORM 7.2's introspection finds "id" inside "environment_id" and
+        // reports phantom drift. Ties on created_at are rare; Postgres sorts them incrementally.
+        { name: 'id' },
+      ],
+    },
+  ],
+});
+
+/** One execution row; create with `em.create(ExecutionEntity, {...})`. */
+export class ExecutionEntity extends ExecutionEntitySchema.class {}
+ExecutionEntitySchema.setClass(ExecutionEntity);
+
+export type ExecutionRow = ExecutionEntity;

@@ -1,0 +1,2 @@
+export * from './execution-entity.js';
+export { executionMigrations } from './migrations/index.js';

@@ -1,0 +1,106 @@
+import { createTestDatabase, type TestDatabase } from '@assist-tee/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EnvironmentEntity, environmentsMigrations, openDatabase } from '../src/index.js';
+import { openEnvironments, openExecution, testLogger } from './support.js';
+
+describe('openDatabase', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it('applies each service’s migrations into its own schema, once', async () => {
+    const environments = await openEnvironments(database.url);
+    const execution = await openExecution(database.url);
+    try {
+      const connection = environments.em().getConnection();
+      const applied = async (schema: string) =>
+        (
+          await connection.execute<{ name: string }[]>(
+            `select name from "${schema}"."mikro_orm_migrations" order by id`,
+          )
+        ).map((row) => row.name);
+      expect(await applied('environments')).toEqual(['0001-create-environments']);
+      expect(await applied('execution')).toEqual(['0001-create-executions']);
+
+      // A second open (a restart, another replica) finds nothing pending.
+      const again = await openEnvironments(database.url);
+      expect(await again.orm.migrator.getPending()).toEqual([]);
+      await again.close();
+      expect(await applied('environments')).toEqual(['0001-create-environments']);
+    } finally {
+      await environments.close();
+      await execution.close();
+    }
+  });
+
+  it('lets replicas that start together on a fresh database take turns', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const opened = await Promise.all([1, 2, 3].map(() => openEnvironments(fresh.url)));
+      await Promise.all(opened.map((db) => db.close()));
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('has entities that match the migrations exactly (no schema drift)', async () => {
+    for (const [schema, open] of [
+      ['environments', openEnvironments],
+      ['execution', openExecution],
+    ] as const) {
+      const db = await open(database.url);
+      try {
+        // Scoped to the service's schema: the other service's tables are not drift.
+        const drift = await db.orm.schema.getUpdateSchemaSQL({ wrap: false, schema });
+        expect(drift.trim()).toBe('');
+      } finally {
+        await db.close();
+      }
+    }
+  });
+
+  it('pings', async () => {
+    const db = await openEnvironments(database.url);
+    try {
+      await db.ping();
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('names host and database, never the password, when Postgres is unreachable', async () => {
+    const open = openDatabase({
+      url: 'postgres://someone:s3cret-pw@127.0.0.1:1/nowhere',
+      schema: 'environments',
+      entities: [EnvironmentEntity],
+      migrations: environmentsMigrations,
+      logger: testLogger(),
+    });
+    const error = await open.then(
+      () => expect.unreachable('opened a database on port 1'),
+      (error: unknown) => error as Error,
+    );
+    expect(error.message).toContain('127.0.0.1:1/nowhere');
+    expect(error.message).not.toContain('s3cret-pw');
+  });
+
+  it('fails on a database that does not exist instead of creating it', async () => {
+    const url = new URL(database.url);
+    url.pathname = `${url.pathname}_missing`;
+    await expect(openEnvironments(url.toString())).rejects.toThrow(/does not exist/);
+    const db = await openEnvironments(database.url);
+    try {
+      const rows = await db
+        .em()
+        .getConnection()
+        .execute('select datname from pg_database where datname = ?', [url.pathname.slice(1)]);
+      expect(rows).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+});

@@ -1,0 +1,258 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JsMsg,
+  ReplayPolicy,
+} from '@nats-io/jetstream';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '@assist-tee/logger';
+import {
+  decodeEvent,
+  eventSubject,
+  type EventType,
+  isEventType,
+  type ReceivedEvent,
+} from './event-types.js';
+
+export interface ConsumeOptions {
+  /** The consumer's durable name; processes using the same name share its messages. */
+  durable: string;
+  types: EventType[];
+  /** Resolves: the event is acked. Throws: it is redelivered after a delay, up to maxDeliver. */
+  handle: (event: ReceivedEvent) => Promise<void>;
+  /** Deliveries before a failing event is given up (terminated and logged). Default 5. */
+  maxDeliver?: number;
+  /** Delay before the first redelivery of a failed event, doubling after each. Default 1 s. */
+  retryDelayMs?: number;
+}
+
+export interface Consumption {
+  /** Stops pulling, lets the event in hand finish, returns the rest to the consumer. */
+  stop(): Promise<void>;
+}
+
+interface ConsumerContext {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  streamName: string;
+  subjectPrefix: string;
+  logger: Logger;
+}
+
+const ACK_WAIT_MS = 30_000;
+// Well inside ACK_WAIT_MS, so a long handler never has its event redelivered under it.
+const WORKING_INTERVAL_MS = 10_000;
+const MAX_RETRY_DELAY_MS = 60_000;
+const RESTART_DELAY_MS = 1_000;
+// Small: events wait in this buffer while the handler works on the one before them.
+const PULL_BATCH = 8;
+const DURABLE_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Creates or updates the durable consumer, then handles its events one at a time. */
+export async function startConsumer(
+  context: ConsumerContext,
+  options: ConsumeOptions,
+): Promise<Consumption> {
+  const { durable } = options;
+  if (!DURABLE_NAME.test(durable)) {
+    throw new Error(`invalid durable name ${JSON.stringify(durable)}: letters, digits, _ and -`);
+  }
+  const types = new Set(options.types);
+  if (types.size === 0) throw new Error('consume needs at least one event type');
+  for (const type of types) {
+    if (!isEventType(type)) throw new Error(`unknown event type ${JSON.stringify(type)}`);
+  }
+  const maxDeliver = options.maxDeliver ?? 5;
+  const retryDelayMs = options.retryDelayMs ?? 1_000;
+  const logger = context.logger.child({ durable });
+
+  await ensureConsumer(context, consumerConfig(context, durable, [...types].sort(), maxDeliver));
+
+  const stopSignal = new AbortController();
+  let messages: ConsumerMessages | undefined;
+
+  const handleOne = async (msg: JsMsg): Promise<void> => {
+    let event: ReceivedEvent;
+    try {
+      const decoded = decodeEvent(context.subjectPrefix, msg.subject, msg.data);
+      event = {
+        ...decoded,
+        subject: msg.subject,
+        streamSequence: msg.seq,
+        redelivered: msg.redelivered,
+      };
+    } catch (error) {
+      // Retrying cannot make these bytes decode: drop the message, keep the loop.
+      logger.error(
+        { err: error, subject: msg.subject, seq: msg.seq },
+        'dropping an undecodable event',
+      );
+      msg.term();
+      return;
+    }
+    // Only when the server could not filter (several types before nats-server 2.10).
+    if (!types.has(event.type)) {
+      msg.ack();
+      return;
+    }
+    const fields = { type: event.type, eventId: event.message.eventId, seq: msg.seq };
+    const working = setInterval(() => msg.working(), WORKING_INTERVAL_MS);
+    try {
+      await options.handle(event);
+      msg.ack();
+    } catch (error) {
+      const deliveries = msg.info.deliveryCount;
+      if (deliveries >= maxDeliver) {
+        logger.error({ err: error, ...fields, deliveries }, 'handling an event failed; giving up');
+        msg.term();
+      } else {
+        const delay = Math.min(retryDelayMs * 2 ** (deliveries - 1), MAX_RETRY_DELAY_MS);
+        logger.warn(
+          { err: error, ...fields, deliveries, retryInMs: delay },
+          'handling an event failed',
+        );
+        msg.nak(delay);
+      }
+    } finally {
+      clearInterval(working);
+    }
+  };
+
+  const watch = async (current: ConsumerMessages): Promise<void> => {
+    for await (const status of current.status()) {
+      if (
+        status.type === 'heartbeats_missed' ||
+        status.type === 'consumer_not_found' ||
+        status.type === 'stream_not_found' ||
+        status.type === 'consumer_deleted'
+      ) {
+        logger.warn({ status }, 'consumer trouble');
+      }
+    }
+  };
+
+  // Pulls until stopped; a failure (the consumer gone, the connection down) is logged and the
+  // pull restarted, never thrown out of the loop.
+  const loop = async (): Promise<void> => {
+    while (!stopSignal.signal.aborted && !context.nc.isClosed()) {
+      try {
+        const consumer = await context.js.consumers.get(context.streamName, durable);
+        const current = await consumer.consume({ max_messages: PULL_BATCH });
+        messages = current;
+        if (stopSignal.signal.aborted) {
+          // Not awaited: close() resolves through the iterator, which nobody will run now.
+          void current.close();
+          break;
+        }
+        watch(current).catch(() => undefined);
+        for await (const msg of current) {
+          // Stopping: what was pulled but not started goes back for another process.
+          if (stopSignal.signal.aborted) msg.nak();
+          else await handleOne(msg);
+        }
+      } catch (error) {
+        if (stopSignal.signal.aborted) break;
+        logger.error({ err: error }, 'consuming failed; restarting');
+      }
+      await sleep(RESTART_DELAY_MS, stopSignal.signal);
+    }
+  };
+  const done = loop();
+
+  return {
+    stop: async () => {
+      if (stopSignal.signal.aborted) return done;
+      stopSignal.abort();
+      // The loop hands what is left of the pulled batch back (nak) and then ends.
+      void messages?.close();
+      await done;
+    },
+  };
+}
+
+function consumerConfig(
+  context: ConsumerContext,
+  durable: string,
+  types: EventType[],
+  maxDeliver: number,
+): Partial<ConsumerConfig> & { durable_name: string } {
+  const subjects = types.map((type) => eventSubject(context.subjectPrefix, type));
+  const filter =
+    subjects.length === 1
+      ? { filter_subject: subjects[0], filter_subjects: undefined }
+      : supportsFilterSubjects(context.nc)
+        ? { filter_subject: undefined, filter_subjects: subjects }
+        : // nats-server 2.9 (Debian 12's) filters on one subject only: take all, skip the rest.
+          { filter_subject: `${context.subjectPrefix}.>`, filter_subjects: undefined };
+  return {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    // A new durable starts at the oldest retained event: nothing published before its first
+    // start is missed, and handlers are idempotent.
+    deliver_policy: DeliverPolicy.All,
+    replay_policy: ReplayPolicy.Instant,
+    ack_wait: nanos(ACK_WAIT_MS),
+    max_deliver: maxDeliver,
+    max_ack_pending: 1_000,
+    ...filter,
+  };
+}
+
+/** Creates the durable, or brings an existing one (another process's) to this config. */
+async function ensureConsumer(
+  context: ConsumerContext,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  const { jsm, streamName } = context;
+  const exists = await jsm.consumers.info(streamName, config.durable_name).then(
+    () => true,
+    (error: unknown) => {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) {
+        return false;
+      }
+      throw error;
+    },
+  );
+  if (!exists) {
+    try {
+      await jsm.consumers.add(streamName, config);
+      return;
+    } catch (error) {
+      // Another process may have created it a moment ago: fall through to updating it.
+      if (!(error instanceof JetStreamApiError)) throw error;
+    }
+  }
+  const { ack_wait, max_deliver, max_ack_pending, filter_subject, filter_subjects } = config;
+  await jsm.consumers.update(streamName, config.durable_name, {
+    ack_wait,
+    max_deliver,
+    max_ack_pending,
+    filter_subject,
+    filter_subjects,
+  });
+}
+
+function supportsFilterSubjects(nc: NatsConnection): boolean {
+  const [major = 0, minor = 0] = (nc.info?.version ?? '0.0.0').split('.').map(Number);
+  return major > 2 || (major === 2 && minor >= 10);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}

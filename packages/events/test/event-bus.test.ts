@@ -1,0 +1,294 @@
+import { create, toBinary } from '@bufbuild/protobuf';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  DeletionReason,
+  EnvironmentCreatedSchema,
+  EnvironmentDeletedSchema,
+  EnvironmentStatus,
+  ExecutionFinishedSchema,
+  ExecutionStartedSchema,
+  ExecutionStatus,
+  Runtime,
+} from '@assist-tee/proto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connectEventBus, eventHeader, type EventBus, type ReceivedEvent } from '../src/index.js';
+import {
+  deleteStream,
+  eventually,
+  NATS_URL,
+  pause,
+  rawConnection,
+  recorder,
+  testLogger,
+  testPrefix,
+} from './support.js';
+
+describe('event bus', () => {
+  let prefix: string;
+  let bus: EventBus;
+  const extraBuses: EventBus[] = [];
+
+  const connect = (name = 'events-test') =>
+    connectEventBus({ servers: NATS_URL, subjectPrefix: prefix, name, logger: testLogger() });
+
+  beforeEach(async () => {
+    prefix = testPrefix();
+    bus = await connect();
+  });
+  afterEach(async () => {
+    await Promise.all([bus, ...extraBuses.splice(0)].map((b) => b.close()));
+    await deleteStream(bus.streamName);
+  });
+
+  const started = (executionId = crypto.randomUUID()) =>
+    create(ExecutionStartedSchema, {
+      ...eventHeader(),
+      executionId,
+      environmentId: crypto.randomUUID(),
+    });
+
+  it('creates a stream of its own per prefix, with the configured limits', async () => {
+    expect(bus.streamName).toBe(`${prefix.toUpperCase()}_EVENTS`);
+    await bus.ensureStream(); // again: idempotent
+    const second = await connect('second');
+    extraBuses.push(second);
+    const nc = await rawConnection();
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info(bus.streamName);
+      expect(info.config).toMatchObject({
+        subjects: [`${prefix}.>`],
+        storage: 'file',
+        duplicate_window: 2 * 60 * 1e9,
+        max_age: 7 * 24 * 60 * 60 * 1e9,
+      });
+    } finally {
+      await nc.close();
+    }
+    await bus.ping();
+  });
+
+  it('delivers a published event, decoded and typed, to a durable consumer', async () => {
+    const { items: received, handle } = recorder((event) => event);
+    const consumer = await bus.consume({
+      durable: 'roundtrip',
+      types: ['environment.created'],
+      handle,
+    });
+    const created = create(EnvironmentCreatedSchema, {
+      ...eventHeader(),
+      environment: {
+        id: crypto.randomUUID(),
+        status: EnvironmentStatus.READY,
+        runtime: Runtime.DENO,
+        mainModule: 'main.ts',
+        modulePaths: ['main.ts'],
+        modulesSizeBytes: 12n,
+        labels: { a: 'b' },
+      },
+    });
+    await bus.publish('execution.started', started()); // another type: not for this consumer
+    await bus.publish('environment.created', created);
+    await eventually(() => received.length === 1);
+    await pause(100);
+    await consumer.stop();
+
+    expect(received).toHaveLength(1);
+    const [event] = received;
+    expect(event).toMatchObject({
+      type: 'environment.created',
+      subject: `${prefix}.environment.created`,
+      streamSequence: 2,
+      redelivered: false,
+    });
+    if (event?.type !== 'environment.created') throw new Error('wrong type');
+    // The discriminated union narrows the message to EnvironmentCreated.
+    expect(event.message.environment?.modulesSizeBytes).toBe(12n);
+    expect(event.message).toEqual(created);
+  });
+
+  it('receives only the types asked for, several at once', async () => {
+    const { items: received, handle } = recorder((event) => event.type);
+    const consumer = await bus.consume({
+      durable: 'executions',
+      types: ['execution.started', 'execution.finished'],
+      handle,
+    });
+    await bus.publish('execution.started', started());
+    await bus.publish(
+      'environment.deleted',
+      create(EnvironmentDeletedSchema, {
+        ...eventHeader(),
+        environmentId: crypto.randomUUID(),
+        reason: DeletionReason.EXPIRED,
+      }),
+    );
+    await bus.publish(
+      'execution.finished',
+      create(ExecutionFinishedSchema, {
+        ...eventHeader(),
+        execution: { id: crypto.randomUUID(), status: ExecutionStatus.SUCCEEDED },
+      }),
+    );
+    await eventually(() => received.length === 2);
+    await pause(100);
+    await consumer.stop();
+    expect(received).toEqual(['execution.started', 'execution.finished']);
+  });
+
+  it('stores an event published twice with the same id once', async () => {
+    const event = started();
+    await bus.publish('execution.started', event);
+    await bus.publish('execution.started', event);
+    await bus.publish('execution.started', started());
+
+    const { items: received, handle } = recorder((event) => event.message.eventId);
+    const consumer = await bus.consume({ durable: 'dedup', types: ['execution.started'], handle });
+    await eventually(() => received.length === 2);
+    await pause(100);
+    await consumer.stop();
+    expect(received[0]).toBe(event.eventId);
+    expect(new Set(received).size).toBe(2);
+  });
+
+  it('redelivers an event whose handler threw, then gives up after maxDeliver', async () => {
+    const attempts = new Map<string, ReceivedEvent[]>();
+    const flaky = started();
+    const hopeless = started();
+    const after = started();
+    const consumer = await bus.consume({
+      durable: 'retries',
+      types: ['execution.started'],
+      maxDeliver: 3,
+      retryDelayMs: 50,
+      handle: async (event) => {
+        await pause(1); // some work before failing, as a real handler would
+        const id = event.message.eventId;
+        attempts.set(id, [...(attempts.get(id) ?? []), event]);
+        if (id === hopeless.eventId) throw new Error('always fails');
+        if (id === flaky.eventId && attempts.get(id)!.length === 1) throw new Error('fails once');
+      },
+    });
+    for (const event of [flaky, hopeless, after]) await bus.publish('execution.started', event);
+    await eventually(
+      () => attempts.get(hopeless.eventId)?.length === 3 && attempts.has(after.eventId),
+    );
+    await pause(300);
+    await consumer.stop();
+
+    expect(attempts.get(flaky.eventId)?.map((e) => e.redelivered)).toEqual([false, true]);
+    expect(attempts.get(hopeless.eventId)).toHaveLength(3);
+    expect(attempts.get(after.eventId)).toHaveLength(1);
+  });
+
+  it('drops an undecodable message and keeps consuming', async () => {
+    const { items: received, handle } = recorder((event) => event.message.eventId);
+    const consumer = await bus.consume({ durable: 'robust', types: ['execution.started'], handle });
+    const nc = await rawConnection();
+    try {
+      const js = jetstream(nc);
+      await js.publish(`${prefix}.execution.started`, new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+      // Valid protobuf but no event id: not an event either.
+      await js.publish(
+        `${prefix}.execution.started`,
+        toBinary(ExecutionStartedSchema, create(ExecutionStartedSchema)),
+      );
+    } finally {
+      await nc.close();
+    }
+    const good = started();
+    await bus.publish('execution.started', good);
+    await eventually(() => received.length === 1);
+    await pause(100);
+    await consumer.stop();
+    expect(received).toEqual([good.eventId]);
+  });
+
+  it('shares a durable between consumers: each event handled once', async () => {
+    const other = await connect('other-process');
+    extraBuses.push(other);
+    const handledBy = new Map<string, string[]>();
+    const handler = (who: string) => async (event: ReceivedEvent) => {
+      handledBy.set(event.message.eventId, [...(handledBy.get(event.message.eventId) ?? []), who]);
+      await pause(10);
+    };
+    const a = await bus.consume({
+      durable: 'shared',
+      types: ['execution.started'],
+      handle: handler('a'),
+    });
+    const b = await other.consume({
+      durable: 'shared',
+      types: ['execution.started'],
+      handle: handler('b'),
+    });
+    const events = Array.from({ length: 40 }, () => started());
+    for (const event of events) await bus.publish('execution.started', event);
+    await eventually(() => handledBy.size === events.length, 10_000);
+    await pause(200);
+    await Promise.all([a.stop(), b.stop()]);
+
+    expect([...handledBy.values()].every((who) => who.length === 1)).toBe(true);
+    const counts = { a: 0, b: 0 };
+    for (const [who] of handledBy.values()) counts[who as 'a' | 'b']++;
+    expect(counts.a).toBeGreaterThan(0);
+    expect(counts.b).toBeGreaterThan(0);
+  });
+
+  it('brings an existing durable to the latest config, and stops consumers on close', async () => {
+    const info = async () => {
+      const nc = await rawConnection();
+      try {
+        const { config } = await (
+          await jetstreamManager(nc)
+        ).consumers.info(bus.streamName, 'evolving');
+        return {
+          maxDeliver: config.max_deliver,
+          filter: config.filter_subject ?? config.filter_subjects,
+        };
+      } finally {
+        await nc.close();
+      }
+    };
+    const noop = async () => {};
+    const first = await bus.consume({
+      durable: 'evolving',
+      types: ['execution.started'],
+      handle: noop,
+    });
+    await first.stop();
+    expect(await info()).toEqual({ maxDeliver: 5, filter: `${prefix}.execution.started` });
+
+    // A newer release of the service: another limit, other types.
+    const second = await bus.consume({
+      durable: 'evolving',
+      types: ['execution.finished'],
+      maxDeliver: 9,
+      handle: noop,
+    });
+    expect(await info()).toEqual({ maxDeliver: 9, filter: `${prefix}.execution.finished` });
+    // close() stops `second` itself before draining.
+    await bus.close();
+    await second.stop();
+  });
+});
+
+describe('event bus connection', () => {
+  it('names the servers when NATS is unreachable', async () => {
+    await expect(
+      connectEventBus({
+        servers: 'nats://127.0.0.1:1',
+        subjectPrefix: testPrefix(),
+        name: 'unreachable',
+        logger: testLogger(),
+      }),
+    ).rejects.toThrow(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('rejects a prefix that is not plain subject tokens', async () => {
+    for (const subjectPrefix of ['', 'tee.*', 'tee.>', 'a b', 'tee.']) {
+      await expect(
+        connectEventBus({ servers: NATS_URL, subjectPrefix, name: 'bad', logger: testLogger() }),
+      ).rejects.toThrow(/invalid event subject prefix/);
+    }
+  });
+});

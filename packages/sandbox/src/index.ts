@@ -1,0 +1,24 @@
+export {
+  LABEL_PREFIX,
+  MANAGED_LABEL,
+  fromDockerLabels,
+  labelFilter,
+  toDockerLabels,
+  type SandboxLabels,
+} from './labels.js';
+export { createDockerClient, type DockerClientOptions } from './client.js';
+export { environmentVolumeName } from './names.js';
+export { buildTar, validateFilePath, type SandboxFile } from './files.js';
+export type { Sandbox, SandboxExit } from './sandbox.js';
+export {
+  SANDBOX_USER,
+  SandboxDriver,
+  VolumeNotFoundError,
+  type BuildImageOptions,
+  type ListedContainer,
+  type ListedVolume,
+  type SandboxDriverOptions,
+  type SandboxLimits,
+  type SandboxSpec,
+  type WriteFilesOptions,
+} from './driver.js';

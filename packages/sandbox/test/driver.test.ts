@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '@assist-tee/logger';
+import {
+  createDockerClient,
+  SandboxDriver,
+  VolumeNotFoundError,
+  type SandboxLabels,
+} from '../src/index.js';
+
+// Engine-level behaviour that needs no runtime image: the runtime packages' tests run sandboxes.
+const runtime = process.env.TEE_SANDBOX_RUNTIME ?? 'runsc';
+const docker = createDockerClient({
+  socketPath: process.env.TEE_DOCKER_SOCKET ?? '/var/run/docker.sock',
+});
+const logger = createLogger({ level: process.env.TEE_TEST_LOG_LEVEL ?? 'silent' });
+const driver = new SandboxDriver({ docker, logger, runtime });
+const suffix = randomBytes(4).toString('hex');
+const labels: SandboxLabels = { owner: 'test', instanceId: `test-sandbox-${suffix}` };
+const tag = `assist-tee/sandbox-test:${suffix}`;
+let contextDir: string;
+
+beforeAll(async () => {
+  contextDir = await mkdtemp(join(tmpdir(), 'tee-sandbox-test-'));
+});
+
+afterAll(async () => {
+  await rm(contextDir, { recursive: true, force: true });
+  await docker
+    .getImage(tag)
+    .remove({ force: true })
+    .catch(() => undefined);
+  for (const container of await driver.listContainers({ instanceId: labels.instanceId })) {
+    await driver.removeContainer(container.id);
+  }
+  for (const volume of await driver.listVolumes({ instanceId: labels.instanceId })) {
+    await driver.removeVolume(volume.name);
+  }
+});
+
+describe('SandboxDriver against the engine', () => {
+  test('ping, runtime and a missing image', async () => {
+    await driver.ping();
+    expect(await driver.hasRuntime()).toBe(true);
+    const other = new SandboxDriver({ docker, logger, runtime: `no-such-runtime-${suffix}` });
+    expect(await other.hasRuntime()).toBe(false);
+    expect(await driver.imageExists(`assist-tee/no-such-image:${suffix}`)).toBe(false);
+  });
+
+  test('builds an image from a local context, and reports a failed build with its error', async () => {
+    await writeFile(join(contextDir, 'hello.txt'), 'hello\n');
+    await writeFile(join(contextDir, 'Dockerfile'), 'FROM scratch\nCOPY hello.txt /hello.txt\n');
+    await driver.buildImage({ tag, contextDir, labels: { 'dev.assist-tee.test': suffix } });
+    expect(await driver.imageExists(tag)).toBe(true);
+    const image = await docker.getImage(tag).inspect();
+    expect(image.Config.Labels).toMatchObject({ 'dev.assist-tee.test': suffix });
+
+    await writeFile(join(contextDir, 'Dockerfile'), 'FROM scratch\nCOPY missing.txt /\n');
+    await expect(driver.buildImage({ tag: `${tag}-broken`, contextDir })).rejects.toThrow(
+      /building .*-broken failed: .*missing\.txt/s,
+    );
+  });
+
+  test('volumes: create with labels, list, write files, remove idempotently', async () => {
+    const name = `tee-test-${suffix}`;
+    await driver.createVolume(name, { ...labels, environmentId: 'env-1' });
+    const listed = await driver.listVolumes({
+      instanceId: labels.instanceId,
+      environmentId: 'env-1',
+    });
+    expect(listed.map((volume) => volume.name)).toEqual([name]);
+    expect(listed[0]!.labels).toMatchObject({ 'dev.assist-tee.owner': 'test' });
+
+    await driver.writeFiles({
+      image: tag,
+      volume: name,
+      target: '/code',
+      files: [{ path: 'lib/a.ts', content: 'export const a = 1;\n' }],
+      labels,
+    });
+    // The writer container is gone again.
+    expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
+
+    await expect(
+      driver.writeFiles({
+        image: tag,
+        volume: name,
+        target: '/code',
+        files: [{ path: '../escape.ts', content: '' }],
+        labels,
+      }),
+    ).rejects.toThrow(/invalid file path/);
+
+    await driver.removeVolume(name);
+    await driver.removeVolume(name);
+    expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
+  });
+
+  test('a missing volume fails writes and starts instead of being created empty', async () => {
+    const name = `tee-test-missing-${suffix}`;
+    await expect(
+      driver.writeFiles({ image: tag, volume: name, target: '/code', files: [], labels }),
+    ).rejects.toBeInstanceOf(VolumeNotFoundError);
+    await expect(
+      driver.start({
+        image: tag,
+        cmd: [],
+        env: [],
+        volume: { name, target: '/code', readOnly: true },
+        limits: { memoryBytes: 64 << 20, nanoCpus: 1e9, pidsLimit: 64, tmpfsBytes: 1 << 20 },
+        labels,
+      }),
+    ).rejects.toBeInstanceOf(VolumeNotFoundError);
+    expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
+  });
+
+  test('a sandbox that cannot start is removed before the error is rethrown', async () => {
+    const name = `tee-test-start-${suffix}`;
+    await driver.createVolume(name, labels);
+    // runc, not runsc: a runsc start that fails leaves its state under the engine's runtime root
+    // (`runsc list`), which only root can delete. What is tested here is the driver's cleanup.
+    const runcDriver = new SandboxDriver({ docker, logger, runtime: 'runc' });
+    try {
+      // The command does not exist in the image: create succeeds, start fails.
+      await expect(
+        runcDriver.start({
+          image: tag,
+          cmd: ['/no/such/binary'],
+          env: [],
+          volume: { name, target: '/code', readOnly: true },
+          limits: { memoryBytes: 64 << 20, nanoCpus: 1e9, pidsLimit: 64, tmpfsBytes: 1 << 20 },
+          labels,
+        }),
+      ).rejects.toThrow(/starting the sandbox failed/);
+      expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
+    } finally {
+      await driver.removeVolume(name);
+    }
+  });
+});

@@ -1,0 +1,54 @@
+import type http from 'node:http';
+import type http2 from 'node:http2';
+
+/** One dependency a process needs, checked by GET /healthz. */
+export interface HealthCheck {
+  name: string;
+  /** Resolves when the dependency is reachable; rejects with the reason otherwise. */
+  check(): Promise<void>;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  checks: Record<string, string>;
+}
+
+export async function checkHealth(checks: HealthCheck[], timeoutMs = 2_000): Promise<HealthReport> {
+  const results = await Promise.all(
+    checks.map(async ({ name, check }) => {
+      try {
+        await withTimeout(check(), timeoutMs);
+        return [name, 'ok'] as const;
+      } catch (error) {
+        return [name, error instanceof Error ? error.message : String(error)] as const;
+      }
+    }),
+  );
+  return {
+    ok: results.every(([, result]) => result === 'ok'),
+    checks: Object.fromEntries(results),
+  };
+}
+
+/** 200 with every check "ok", or 503 with the reason of each failing check. */
+export async function serveHealth(
+  checks: HealthCheck[],
+  response: http.ServerResponse | http2.Http2ServerResponse,
+): Promise<void> {
+  const report = await checkHealth(checks);
+  const body = JSON.stringify({ status: report.ok ? 'ok' : 'unavailable', checks: report.checks });
+  response.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' });
+  response.end(body);
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

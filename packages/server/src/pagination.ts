@@ -1,0 +1,38 @@
+import { invalidArgument } from './errors.js';
+
+/** Where the next page starts in a newest-first listing: after this row. */
+export interface PageCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 500;
+
+export function resolvePageSize(requested: number): number {
+  if (requested > MAX_PAGE_SIZE) {
+    throw invalidArgument('page_size', `must be at most ${MAX_PAGE_SIZE}`);
+  }
+  return requested === 0 ? DEFAULT_PAGE_SIZE : requested;
+}
+
+export function encodePageToken(cursor: PageCursor): string {
+  return Buffer.from(JSON.stringify([cursor.createdAt.toISOString(), cursor.id])).toString(
+    'base64url',
+  );
+}
+
+export function decodePageToken(token: string): PageCursor | undefined {
+  if (token === '') return undefined;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && parsed.length === 2) {
+      const [createdAt, id] = parsed as unknown[];
+      const date = new Date(String(createdAt));
+      if (typeof id === 'string' && !Number.isNaN(date.getTime())) return { createdAt: date, id };
+    }
+  } catch {
+    // Falls through to the error below: a token is opaque to callers.
+  }
+  throw invalidArgument('page_token', 'is not a token from a previous response');
+}

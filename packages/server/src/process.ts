@@ -1,0 +1,137 @@
+import type { ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { loadConfig, type Config } from '@assist-tee/config';
+import { connectEventBus, type EventBus } from '@assist-tee/events';
+import { createLogger, type Logger } from '@assist-tee/logger';
+import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
+import { errorInterceptor } from './errors.js';
+import { serveHealth, type HealthCheck } from './health.js';
+import { startHttpServer } from './http-server.js';
+
+/** What a process shares between the services it runs. */
+export interface Infrastructure {
+  config: Config;
+  logger: Logger;
+  bus: EventBus;
+  sandbox: SandboxDriver;
+}
+
+/** One Connect service and its background work, as a process runs it. */
+export interface Service {
+  readonly name: string;
+  routes(router: ConnectRouter): void;
+  /** Dependencies of this service beyond the shared ones (NATS, Docker). */
+  readonly healthChecks: HealthCheck[];
+  /** Starts background work, such as event consumers. */
+  start(): Promise<void>;
+  /** Stops background work and closes what the service opened. */
+  stop(): Promise<void>;
+}
+
+export interface RunningProcess {
+  readonly port: number;
+  readonly url: string;
+  readonly infrastructure: Infrastructure;
+  /** Stops taking requests, lets open ones finish for the grace time, then stops the services. */
+  stop(): Promise<void>;
+}
+
+export interface StartProcessOptions {
+  name: string;
+  config: Config;
+  logger?: Logger;
+  createServices(infrastructure: Infrastructure): Promise<Service[]>;
+  /** Time open requests get to finish on stop. */
+  graceMs?: number;
+}
+
+export async function startProcess(options: StartProcessOptions): Promise<RunningProcess> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ level: config.logLevel }, { name: options.name });
+  const cleanups: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        logger.error({ err: error }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    const bus = await connectEventBus({
+      servers: config.nats.servers,
+      subjectPrefix: config.nats.subjectPrefix,
+      name: `${options.name}-${config.instanceId}`,
+      logger: logger.child({ subsystem: 'events' }),
+    });
+    cleanups.push(() => bus.close());
+    const sandbox = new SandboxDriver({
+      docker: createDockerClient({ socketPath: config.docker.socketPath }),
+      logger: logger.child({ subsystem: 'sandbox' }),
+      runtime: config.docker.sandboxRuntime,
+    });
+    const infrastructure: Infrastructure = { config, logger, bus, sandbox };
+
+    const services = await options.createServices(infrastructure);
+    for (const service of services) {
+      cleanups.push(() => service.stop());
+      await service.start();
+    }
+
+    const healthChecks: HealthCheck[] = [
+      { name: 'nats', check: () => bus.ping() },
+      { name: 'docker', check: () => sandbox.ping() },
+      ...services.flatMap((service) => service.healthChecks),
+    ];
+    const handler = connectNodeAdapter({
+      routes: (router) => services.forEach((service) => service.routes(router)),
+      interceptors: [errorInterceptor(logger)],
+      fallback: (request, response) => {
+        if (request.method === 'GET' && request.url === '/healthz') {
+          void serveHealth(healthChecks, response);
+          return;
+        }
+        response.writeHead(404, { 'content-type': 'text/plain' });
+        response.end('not found\n');
+      },
+    });
+    const server = await startHttpServer({
+      host: config.http.host,
+      port: config.http.port,
+      handler,
+    });
+    cleanups.push(() => server.close(options.graceMs ?? 10_000));
+    const url = `http://${config.http.host}:${server.port}`;
+    logger.info({ url, services: services.map((service) => service.name) }, 'serving');
+    return { port: server.port, url, infrastructure, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/**
+ * The whole life of a service process: configuration from the environment, start, and a
+ * graceful stop on SIGTERM or SIGINT. A second signal exits at once.
+ */
+export async function runMain(
+  name: string,
+  createServices: StartProcessOptions['createServices'],
+): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel }, { name });
+  const running = await startProcess({ name, config, logger, createServices });
+  const shutdown = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shutdown.signal.aborted) process.exit(1);
+    logger.info({ signal }, 'stopping');
+    shutdown.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await new Promise((resolve) => shutdown.signal.addEventListener('abort', resolve));
+  await running.stop();
+  logger.info('stopped');
+}

@@ -1,0 +1,52 @@
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, createClient, createRouterTransport } from '@connectrpc/connect';
+import { GetStatusResponseSchema, ReaperService } from '@assist-tee/proto';
+import { createLogger } from '@assist-tee/logger';
+import { describe, expect, it } from 'vitest';
+import { errorInterceptor, invalidArgument } from '../src/index.js';
+
+const logger = createLogger({ level: 'silent' });
+
+describe('errorInterceptor', () => {
+  const transport = createRouterTransport(
+    (router) =>
+      router.service(ReaperService, {
+        getStatus: () => {
+          throw new Error('connection string postgres://secret@db leaked');
+        },
+        sweep: () => {
+          throw invalidArgument('field', 'is wrong');
+        },
+      }),
+    { router: { interceptors: [errorInterceptor(logger)] } },
+  );
+  const client = createClient(ReaperService, transport);
+
+  it('turns unknown errors into a generic Internal error', async () => {
+    const error = await client.getStatus({}).catch((e: unknown) => ConnectError.from(e));
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.Internal);
+    expect((error as ConnectError).rawMessage).toBe('internal error');
+  });
+
+  it('passes ConnectErrors through unchanged', async () => {
+    const error = await client.sweep({}).catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((error as ConnectError).rawMessage).toBe('field: is wrong');
+  });
+
+  it('leaves successful calls alone', async () => {
+    const ok = createClient(
+      ReaperService,
+      createRouterTransport(
+        (router) =>
+          router.service(ReaperService, {
+            getStatus: () => create(GetStatusResponseSchema, { instanceId: 'x' }),
+            sweep: () => ({}),
+          }),
+        { router: { interceptors: [errorInterceptor(logger)] } },
+      ),
+    );
+    expect((await ok.getStatus({})).instanceId).toBe('x');
+  });
+});

@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { decodePageToken, encodePageToken, resolvePageSize } from '../src/index.js';
+
+describe('page tokens', () => {
+  it('round-trip a cursor', () => {
+    const cursor = { createdAt: new Date('2026-01-02T03:04:05.678Z'), id: 'abc' };
+    expect(decodePageToken(encodePageToken(cursor))).toEqual(cursor);
+    expect(decodePageToken('')).toBeUndefined();
+  });
+  it('refuse a token that was not issued', () => {
+    expect(() => decodePageToken('bm9wZQ')).toThrow(/^page_token: /);
+  });
+  it('bound the page size', () => {
+    expect(resolvePageSize(0)).toBe(50);
+    expect(() => resolvePageSize(501)).toThrow(/^page_size: /);
+  });
+});

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
+import type { SandboxDriver, SandboxExit, SandboxSpec } from '@assist-tee/sandbox';
+
+export type Frame =
+  | { type: 'ready' }
+  | { type: 'log'; level: string; message: string; time: number }
+  | { type: 'result'; ok: true; value: unknown }
+  | {
+      type: 'result';
+      ok: false;
+      phase: string;
+      error: { name: string; message: string; stack: string };
+    };
+
+export interface RunOptions {
+  /** The event line sent after the ready frame; omitted means none is sent. */
+  event?: unknown;
+  /** Sent as the event line verbatim instead of `event` (protocol tests). */
+  eventLine?: string;
+  /** Called once the event is written (or at ready when there is none). */
+  afterEvent?: (control: { kill(): Promise<void>; remove(): Promise<void> }) => void;
+}
+
+export interface RunReport {
+  containerId: string;
+  nonce: string;
+  frames: Frame[];
+  results: Extract<Frame, { type: 'result' }>[];
+  /** stdout lines without the nonce. */
+  raw: string[];
+  stderr: string;
+  exit: SandboxExit;
+  /** Milliseconds from before start() to the ready frame, the result frame and the exit. */
+  timings: { started: number; ready?: number; result?: number; exited: number };
+}
+
+/** Runs one sandbox through the runner protocol, the way the execution service does, and removes it. */
+export async function runSandbox(
+  driver: SandboxDriver,
+  spec: SandboxSpec,
+  options: RunOptions = {},
+): Promise<RunReport> {
+  const begin = performance.now();
+  const since = () => Math.round(performance.now() - begin);
+  const sandbox = await driver.start(spec);
+  const timings: Partial<RunReport['timings']> = { started: since() };
+  const nonce = randomBytes(16).toString('hex');
+  const frames: Frame[] = [];
+  const raw: string[] = [];
+  let stderr = '';
+  const control = { kill: () => sandbox.kill(), remove: () => sandbox.remove() };
+  try {
+    sandbox.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const lines = createInterface({ input: sandbox.stdout, crlfDelay: Infinity });
+    lines.on('line', (line) => {
+      if (!line.startsWith(`${nonce} `)) {
+        raw.push(line);
+        return;
+      }
+      const frame = JSON.parse(line.slice(nonce.length + 1)) as Frame;
+      frames.push(frame);
+      if (frame.type === 'ready') {
+        timings.ready = since();
+        if (options.eventLine !== undefined) sandbox.stdin.write(`${options.eventLine}\n`);
+        else if (options.event !== undefined) {
+          sandbox.stdin.write(`${JSON.stringify(options.event)}\n`);
+        }
+        options.afterEvent?.(control);
+      } else if (frame.type === 'result') {
+        timings.result ??= since();
+      }
+    });
+    sandbox.stdin.write(`${nonce}\n`);
+    const exit = await sandbox.exited;
+    timings.exited = since();
+    await Promise.allSettled([finished(sandbox.stdout), finished(sandbox.stderr)]);
+    return {
+      containerId: sandbox.id,
+      nonce,
+      frames,
+      results: frames.filter((frame) => frame.type === 'result'),
+      raw,
+      stderr,
+      exit,
+      timings: timings as RunReport['timings'],
+    };
+  } finally {
+    await sandbox.remove();
+  }
+}
+
+/** The event line the execution service sends. */
+export function eventFor(data: unknown, env: Record<string, string> = {}, timeoutMs = 10_000) {
+  return {
+    data,
+    env,
+    context: { executionId: 'exec-test', environmentId: 'env-test', timeoutMs },
+  };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}

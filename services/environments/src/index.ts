@@ -1,0 +1,41 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { EnvironmentEntity, environmentsMigrations, openDatabase } from '@assist-tee/db';
+import { EnvironmentService } from '@assist-tee/proto';
+import { denoRuntime } from '@assist-tee/runtime-deno';
+import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
+import type { EnvironmentsDeps } from './deps.js';
+import { createEnvironment } from './rpc/create-environment.js';
+import { deleteEnvironment } from './rpc/delete-environment.js';
+import { getEnvironment } from './rpc/get-environment.js';
+import { listEnvironments } from './rpc/list-environments.js';
+
+export { validateCreateRequest, modulePathProblem } from './validate-create.js';
+
+/** The EnvironmentService with its own database schema ("environments"). */
+export async function createEnvironmentsService(infrastructure: Infrastructure): Promise<Service> {
+  const { config, bus, sandbox } = infrastructure;
+  const logger = infrastructure.logger.child({ subsystem: 'environments' });
+  // Modules are written through a created (never started) container of the runtime image.
+  await requireSandboxRuntime(sandbox, config.docker.sandboxRuntime, denoRuntime.image);
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    schema: 'environments',
+    entities: [EnvironmentEntity],
+    migrations: environmentsMigrations,
+    logger,
+  });
+  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtime: denoRuntime };
+  const implementation: ServiceImpl<typeof EnvironmentService> = {
+    createEnvironment: createEnvironment(deps),
+    getEnvironment: getEnvironment(deps),
+    listEnvironments: listEnvironments(deps),
+    deleteEnvironment: deleteEnvironment(deps),
+  };
+  return {
+    name: 'environments',
+    routes: (router) => router.service(EnvironmentService, implementation),
+    healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
+    start: async () => {},
+    stop: () => db.close(),
+  };
+}

@@ -1,0 +1,58 @@
+import { create } from '@bufbuild/protobuf';
+import { eventHeader } from '@assist-tee/events';
+import {
+  DeletionReason,
+  type DeleteEnvironmentRequest,
+  type DeleteEnvironmentResponse,
+  DeleteEnvironmentResponseSchema,
+  EnvironmentDeletedSchema,
+} from '@assist-tee/proto';
+import { environmentVolumeName } from '@assist-tee/sandbox';
+import { notFound, publishAfterCommit } from '@assist-tee/server';
+import type { EnvironmentsDeps } from '../deps.js';
+import { toEnvironmentMessage } from '../environment-message.js';
+import { findEnvironment } from './get-environment.js';
+
+/**
+ * Marks the environment DELETED first, so no new execution starts on it, then removes its
+ * volume. A volume still in use by a running execution is retried briefly; the reaper removes
+ * whatever is left.
+ */
+export function deleteEnvironment(deps: EnvironmentsDeps) {
+  return async (request: DeleteEnvironmentRequest): Promise<DeleteEnvironmentResponse> => {
+    const em = deps.db.em();
+    const row = await findEnvironment(em, request.id);
+    if (row.status === 'DELETED') throw notFound('environment', request.id);
+    const now = new Date();
+    row.status = 'DELETED';
+    row.deletedAt = now;
+    row.updatedAt = now;
+    await em.flush();
+
+    await removeVolumeWithRetry(deps, environmentVolumeName(row.id));
+    const deleted = create(EnvironmentDeletedSchema, {
+      ...eventHeader(),
+      environmentId: row.id,
+      reason: DeletionReason.REQUESTED,
+    });
+    await publishAfterCommit(deps.bus, deps.logger, 'environment.deleted', deleted);
+    deps.logger.info({ environmentId: row.id }, 'environment deleted');
+    return create(DeleteEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) });
+  };
+}
+
+async function removeVolumeWithRetry(deps: EnvironmentsDeps, volume: string): Promise<void> {
+  const attempts = 10;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await deps.sandbox.removeVolume(volume);
+      return;
+    } catch (error) {
+      if (attempt === attempts) {
+        deps.logger.warn({ err: error, volume }, 'volume still in use; the reaper will remove it');
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}

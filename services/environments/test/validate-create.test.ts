@@ -1,0 +1,99 @@
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { loadConfig } from '@assist-tee/config';
+import { CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/proto';
+import { describe, expect, it } from 'vitest';
+import { modulePathProblem, validateCreateRequest } from '../src/validate-create.js';
+
+const limits = loadConfig({}).modules;
+const request = (fields: Parameters<typeof create<typeof CreateEnvironmentRequestSchema>>[1]) =>
+  create(CreateEnvironmentRequestSchema, {
+    runtime: Runtime.DENO,
+    mainModule: 'main.ts',
+    modules: { 'main.ts': 'export const handler = () => 1;' },
+    ...fields,
+  });
+
+function rejection(fields: Parameters<typeof request>[0]): ConnectError {
+  try {
+    validateCreateRequest(request(fields), limits);
+  } catch (error) {
+    if (error instanceof ConnectError) return error;
+    throw error;
+  }
+  throw new Error('expected the request to be rejected');
+}
+
+describe('validateCreateRequest', () => {
+  it('accepts a valid request and sorts modules', () => {
+    const valid = validateCreateRequest(
+      request({ modules: { 'main.ts': 'import "./lib/u.ts"', 'lib/u.ts': 'x' } }),
+      limits,
+    );
+    expect(valid.modules.map((m) => m.path)).toEqual(['lib/u.ts', 'main.ts']);
+    expect(valid.modulesSizeBytes).toBe(20);
+  });
+
+  it.each([
+    [{ modules: { '../etc/passwd': 'x', 'main.ts': 'x' } }, 'modules["../etc/passwd"]', '".."'],
+    [{ modules: { '/etc/passwd': 'x', 'main.ts': 'x' } }, 'modules["/etc/passwd"]', 'absolute'],
+    [{ modules: { '': 'x', 'main.ts': 'x' } }, 'modules[""]', 'empty'],
+    [{ modules: { 'a//b.ts': 'x', 'main.ts': 'x' } }, 'modules["a//b.ts"]', 'empty segments'],
+    [{ modules: { '.hidden.ts': 'x', 'main.ts': 'x' } }, 'modules[".hidden.ts"]', 'must not start'],
+    [{ modules: { 'a\\b.ts': 'x', 'main.ts': 'x' } }, 'modules["a\\\\b.ts"]', 'separator'],
+    [{ modules: {} }, 'modules', 'at least one'],
+    [{ mainModule: 'missing.ts' }, 'main_module', 'not one of the modules'],
+    [{ mainModule: '' }, 'main_module', 'required'],
+    [{ runtime: Runtime.UNSPECIFIED }, 'runtime', 'required'],
+    [{ runtime: 42 as Runtime }, 'runtime', 'unknown runtime 42'],
+    [
+      { modules: { main: 'x', 'main/x.ts': 'y' }, mainModule: 'main' },
+      'modules["main"]',
+      'directory',
+    ],
+    [{ dependencies: { npm: ['date-fns@3'], url: [] } }, 'dependencies.npm', 'not supported'],
+    [
+      { permissions: { allowNet: ['example.com'], allowEnv: [] } },
+      'permissions.allow_net',
+      'not supported',
+    ],
+    [
+      { permissions: { allowNet: [], allowEnv: ['BAD-NAME'] } },
+      'permissions.allow_env[0]',
+      'valid variable',
+    ],
+  ])('rejects %j naming %s', (fields, field, problem) => {
+    const error = rejection(fields);
+    expect(error.code).toBe(Code.InvalidArgument);
+    expect(error.rawMessage.startsWith(`${field}: `)).toBe(true);
+    expect(error.rawMessage).toContain(problem);
+  });
+
+  it('rejects an oversized module and too many modules', () => {
+    const big = 'x'.repeat(limits.maxFileBytes + 1);
+    expect(rejection({ modules: { 'main.ts': big } }).rawMessage).toMatch(
+      /^modules\["main.ts"\]: is \d+ bytes/,
+    );
+    const many = Object.fromEntries(
+      Array.from({ length: limits.maxCount + 1 }, (_, i) => [`m${i}.ts`, '']),
+    );
+    expect(rejection({ modules: { ...many, 'main.ts': 'x' } }).rawMessage).toMatch(
+      /^modules: at most/,
+    );
+  });
+});
+
+describe('modulePathProblem', () => {
+  it.each(['main.ts', 'lib/utils.ts', 'a/b/c.mts', '@scope/x.js', 'v1.2/file-name_x.ts'])(
+    'accepts %s',
+    (path) => {
+      expect(modulePathProblem(path, 255)).toBeUndefined();
+    },
+  );
+  it.each(['..', 'a/../b', './a', 'a/./b', 'a\u0000b', 'a b', '-rf', 'a/\u001b[31m'])(
+    'rejects %j',
+    (path) => {
+      expect(modulePathProblem(path, 255)).toBeDefined();
+    },
+  );
+});

@@ -1,0 +1,56 @@
+import { create, fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
+import {
+  timestampFromDate,
+  timestampFromMs,
+  type Value,
+  ValueSchema,
+} from '@bufbuild/protobuf/wkt';
+import type { ExecutionRow } from '@assist-tee/db';
+import {
+  type Execution,
+  ExecutionSchema,
+  ExecutionStatus,
+  type LogEntry,
+  LogEntrySchema,
+  LogLevel,
+} from '@assist-tee/proto';
+import type { LogLine } from './runner-protocol.js';
+
+export function toLogEntry(line: LogLine): LogEntry {
+  return create(LogEntrySchema, {
+    level: LogLevel[line.level],
+    message: line.message,
+    time: timestampFromMs(line.time),
+  });
+}
+
+export function jsonFromValue(value: Value | undefined): JsonValue {
+  return value === undefined ? null : toJson(ValueSchema, value);
+}
+
+/** The execution as the API returns it; `brief` leaves out logs and result (lists, events). */
+export function toExecutionMessage(
+  row: ExecutionRow,
+  options: { brief?: boolean } = {},
+): Execution {
+  const brief = options.brief ?? false;
+  return create(ExecutionSchema, {
+    id: row.id,
+    environmentId: row.environmentId,
+    status: ExecutionStatus[row.status],
+    // A handler may return null: that is a result too, so presence follows the status.
+    result:
+      brief || row.status !== 'SUCCEEDED'
+        ? undefined
+        : fromJson(ValueSchema, (row.result ?? null) as JsonValue),
+    error: row.error ?? undefined,
+    logs: brief ? [] : row.logs.map(toLogEntry),
+    outputTruncated: row.outputTruncated,
+    exitCode: row.exitCode ?? 0,
+    durationMs: row.durationMs ?? 0,
+    limits: { ...row.limits, maxOutputBytes: BigInt(row.limits.maxOutputBytes) },
+    warm: row.warm,
+    createTime: timestampFromDate(row.createdAt),
+    finishTime: row.finishedAt ? timestampFromDate(row.finishedAt) : undefined,
+  });
+}

@@ -1,0 +1,6 @@
+import { runMain } from '@assist-tee/server';
+import { createExecutionService } from './index.js';
+
+await runMain('execution', async (infrastructure) => [
+  await createExecutionService(infrastructure),
+]);

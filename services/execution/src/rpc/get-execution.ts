@@ -1,0 +1,20 @@
+import { create } from '@bufbuild/protobuf';
+import { ExecutionEntity } from '@assist-tee/db';
+import {
+  type GetExecutionRequest,
+  type GetExecutionResponse,
+  GetExecutionResponseSchema,
+} from '@assist-tee/proto';
+import { isUuid, notFound } from '@assist-tee/server';
+import type { ExecutionDeps } from '../deps.js';
+import { toExecutionMessage } from '../execution-message.js';
+
+export function getExecution(deps: ExecutionDeps) {
+  return async (request: GetExecutionRequest): Promise<GetExecutionResponse> => {
+    const row = isUuid(request.id)
+      ? await deps.db.em().findOne(ExecutionEntity, { id: request.id })
+      : null;
+    if (row === null) throw notFound('execution', request.id);
+    return create(GetExecutionResponseSchema, { execution: toExecutionMessage(row) });
+  };
+}

@@ -1,0 +1,3 @@
+export * from './example.js';
+export * from './postgres.js';
+export * from './stack.js';

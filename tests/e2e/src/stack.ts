@@ -1,0 +1,66 @@
+import { loadConfig, type Config } from '@assist-tee/config';
+import { createLogger } from '@assist-tee/logger';
+import { labelFilter } from '@assist-tee/sandbox';
+import { startProcess, type RunningProcess } from '@assist-tee/server';
+import { createAllServices } from '@assist-tee/standalone';
+import {
+  createTestDatabase,
+  deleteTestStream,
+  removeLabelled,
+  testSubjectPrefix,
+  uniqueSuffix,
+} from '@assist-tee/testing';
+
+export interface TestStack {
+  url: string;
+  config: Config;
+  process: RunningProcess;
+  /** Docker filters matching everything this stack created. */
+  labels: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole system in this test process, isolated from other stacks: its own database, its own
+ * NATS subject prefix and stream, its own instance label on every container and volume.
+ */
+export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const database = await createTestDatabase();
+  const config = loadConfig({
+    ...process.env,
+    TEE_DATABASE_URL: database.url,
+    TEE_SUBJECT_PREFIX: testSubjectPrefix(),
+    TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
+    TEE_PORT: '0',
+    TEE_LOG_LEVEL: process.env.TEE_LOG_LEVEL ?? 'warn',
+    ...env,
+  });
+  const logger = createLogger({ level: config.logLevel }, { name: 'test-stack' });
+  let running: RunningProcess;
+  try {
+    running = await startProcess({
+      name: 'test-stack',
+      config,
+      logger,
+      createServices: createAllServices,
+      graceMs: 1_000,
+    });
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
+  const { bus, sandbox } = running.infrastructure;
+  const streamName = bus.streamName;
+  return {
+    url: running.url,
+    config,
+    process: running,
+    labels: labelFilter({ instanceId: config.instanceId }),
+    async stop() {
+      await running.stop();
+      await removeLabelled(sandbox, { instanceId: config.instanceId });
+      await deleteTestStream(config.nats.servers, streamName);
+      await database.drop();
+    },
+  };
+}

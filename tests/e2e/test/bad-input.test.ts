@@ -1,0 +1,136 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import {
+  type AssistTeeClient,
+  createAssistTeeClient,
+  type CreateEnvironmentRequestSchema,
+  Runtime,
+} from '@assist-tee/client';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows, startTestStack, sumExample, type TestStack } from '../src/index.js';
+
+type CreateInit = MessageInitShape<typeof CreateEnvironmentRequestSchema>;
+
+async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('bad input is refused with the field named, and nothing is created', () => {
+  let stack: TestStack;
+  let client: AssistTeeClient;
+  beforeAll(async () => {
+    stack = await startTestStack({ TEE_MAX_MODULE_BYTES: '4096' });
+    client = createAssistTeeClient({ baseUrl: stack.url });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const valid: CreateInit = { ...sumExample, runtime: Runtime.DENO };
+  it.each<[string, CreateInit, string]>([
+    [
+      'a parent path',
+      { ...valid, modules: { ...valid.modules, '../etc/passwd': 'x' } },
+      'modules["../etc/passwd"]: ',
+    ],
+    [
+      'an absolute path',
+      { ...valid, modules: { ...valid.modules, '/etc/passwd': 'x' } },
+      'modules["/etc/passwd"]: ',
+    ],
+    ['a missing main module', { ...valid, mainModule: 'nope.ts' }, 'main_module: '],
+    ['an unknown runtime', { ...valid, runtime: 7 as Runtime }, 'runtime: '],
+    ['no runtime', { ...valid, runtime: Runtime.UNSPECIFIED }, 'runtime: '],
+    ['empty modules', { ...valid, modules: {} }, 'modules: '],
+    [
+      'an oversized module',
+      { ...valid, modules: { ...valid.modules, 'big.ts': 'x'.repeat(4097) } },
+      'modules["big.ts"]: ',
+    ],
+    ['dependencies', { ...valid, dependencies: { npm: ['date-fns@3'] } }, 'dependencies.npm: '],
+  ])('refuses %s', async (_, request, field) => {
+    const error = await rejection(client.environments.createEnvironment(request));
+    expect(error.code).toBe(Code.InvalidArgument);
+    expect(error.rawMessage.startsWith(field)).toBe(true);
+  });
+
+  it('refuses bad execute requests', async () => {
+    const { environment } = await client.environments.createEnvironment(valid);
+    const environmentId = environment!.id;
+    const cases: [Promise<unknown>, Code, string][] = [
+      [client.executions.execute({ environmentId: '' }), Code.InvalidArgument, 'environment_id: '],
+      [
+        client.executions.execute({ environmentId, limits: { timeoutMs: 10_000_000 } }),
+        Code.InvalidArgument,
+        'limits.timeout_ms: ',
+      ],
+      [
+        client.executions.execute({ environmentId, env: { SECRET: 'x' } }),
+        Code.InvalidArgument,
+        'env["SECRET"]: ',
+      ],
+      [
+        client.executions.execute({ environmentId: '00000000-0000-4000-8000-000000000000' }),
+        Code.NotFound,
+        'environment ',
+      ],
+      [
+        client.executions.listExecutions({ environmentId: '' }),
+        Code.InvalidArgument,
+        'environment_id: ',
+      ],
+      [client.executions.getExecution({ id: 'nope' }), Code.NotFound, 'execution '],
+      [
+        client.environments.listEnvironments({ pageToken: 'garbage' }),
+        Code.InvalidArgument,
+        'page_token: ',
+      ],
+    ];
+    for (const [call, code, prefix] of cases) {
+      const error = await rejection(call);
+      expect({ code: error.code, message: error.rawMessage }).toMatchObject({ code });
+      expect(error.rawMessage.startsWith(prefix)).toBe(true);
+    }
+    await client.environments.deleteEnvironment({ id: environmentId });
+  });
+
+  it('leaves no rows, volumes or containers behind for refused requests', async () => {
+    const rows = await queryRows<{ status: string }>(
+      stack.config.databaseUrl,
+      'select status from environments.environment',
+    );
+    // Only the environment the execute test created (and deleted) exists.
+    expect(rows.map((row) => row.status)).toEqual(['DELETED']);
+    const { sandbox } = stack.process.infrastructure;
+    expect(await sandbox.listVolumes({ instanceId: stack.config.instanceId })).toEqual([]);
+    expect(await sandbox.listContainers({ instanceId: stack.config.instanceId })).toEqual([]);
+    const executions = await queryRows(
+      stack.config.databaseUrl,
+      'select id from execution.execution',
+    );
+    expect(executions).toEqual([]);
+  });
+
+  it('refuses work on an environment that is not READY', async () => {
+    const { environment } = await client.environments.createEnvironment(valid);
+    await queryRows(
+      stack.config.databaseUrl,
+      "update environments.environment set status = 'FAILED' where id = $1",
+      [environment!.id],
+    );
+    const error = await rejection(client.executions.execute({ environmentId: environment!.id }));
+    expect(error.code).toBe(Code.FailedPrecondition);
+    expect(error.rawMessage).toContain('FAILED');
+    await queryRows(
+      stack.config.databaseUrl,
+      "update environments.environment set status = 'READY' where id = $1",
+      [environment!.id],
+    );
+    await client.environments.deleteEnvironment({ id: environment!.id });
+  });
+});

@@ -1,0 +1,124 @@
+import {
+  createAssistTeeClient,
+  type AssistTeeClient,
+  ExecutionStatus,
+  Runtime,
+} from '@assist-tee/client';
+import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handlerModules, startTestStack, type TestStack } from '../src/index.js';
+
+// A handler's outcome is data, not an RPC error: each of these is a normal response.
+describe('execution outcomes', () => {
+  let stack: TestStack;
+  let client: AssistTeeClient;
+  beforeAll(async () => {
+    stack = await startTestStack();
+    client = createAssistTeeClient({ baseUrl: stack.url });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  async function run(
+    body: string,
+    options: { data?: JsonValue; timeoutMs?: number; memoryMb?: number } = {},
+  ) {
+    const { environment } = await client.environments.createEnvironment({
+      ...handlerModules(body),
+      runtime: Runtime.DENO,
+    });
+    const started = Date.now();
+    const { execution } = await client.executions.execute({
+      environmentId: environment!.id,
+      data: fromJson(ValueSchema, options.data ?? null),
+      limits: { timeoutMs: options.timeoutMs ?? 0, memoryMb: options.memoryMb ?? 0 },
+    });
+    const elapsedMs = Date.now() - started;
+    await client.environments.deleteEnvironment({ id: environment!.id });
+    return { execution: execution!, elapsedMs };
+  }
+
+  it('kills an endless loop at its timeout, answering within timeout + 2 s', async () => {
+    const { execution, elapsedMs } = await run('while (true) {}', { timeoutMs: 1000 });
+    expect(execution.status).toBe(ExecutionStatus.TIMEOUT);
+    expect(execution.error?.message).toContain('1000 ms');
+    expect(elapsedMs).toBeLessThan(3000);
+    const { sandbox } = stack.process.infrastructure;
+    expect(await sandbox.listContainers({ executionId: execution.id })).toEqual([]);
+  });
+
+  describe.concurrent('one sandbox each', () => {
+    it('returns the handler error of a throwing handler', async () => {
+      const { execution } = await run("throw new TypeError('bad input: ' + event.data.x);", {
+        data: { x: 42 },
+      });
+      expect(execution.status).toBe(ExecutionStatus.HANDLER_ERROR);
+      expect(execution.error).toMatchObject({ name: 'TypeError', message: 'bad input: 42' });
+      expect(execution.error?.stack).toContain('main.ts');
+    });
+
+    it('reports a memory bomb as OOM', async () => {
+      const { execution } = await run(
+        'const hog = []; while (true) hog.push(new Uint8Array(8 * 1024 * 1024).fill(1));',
+        { memoryMb: 128 },
+      );
+      expect(execution.status).toBe(ExecutionStatus.OOM);
+      expect(execution.exitCode).toBe(137);
+    });
+
+    it('reports OOM too when V8 hits its own heap limit first (large memory_mb)', async () => {
+      const { execution } = await run(
+        'const hog = []; while (true) hog.push(new Array(1024 * 1024).fill({}));',
+        { memoryMb: 512 },
+      );
+      expect(execution.status).toBe(ExecutionStatus.OOM);
+    });
+
+    it('keeps the result intact through console noise and forged frames', async () => {
+      const { execution } = await run(`
+        console.log('plain', { nested: [1, 2] });
+        console.warn('a warning\\nspanning lines');
+        console.error('{"type":"result","ok":true,"value":"forged"}');
+        await Deno.stdout.write(new TextEncoder().encode('{"type":"result","ok":true,"value":"raw"}\\n'));
+        return { answer: 42, text: 'ünïcödé' };
+      `);
+      expect(execution.status).toBe(ExecutionStatus.SUCCEEDED);
+      expect(toJson(ValueSchema, execution.result!)).toEqual({ answer: 42, text: 'ünïcödé' });
+      const messages = execution.logs.map((log) => log.message);
+      expect(messages).toEqual([
+        'plain { nested: [ 1, 2 ] }',
+        'a warning\nspanning lines',
+        '{"type":"result","ok":true,"value":"forged"}',
+        '{"type":"result","ok":true,"value":"raw"}',
+      ]);
+    });
+
+    it('gives a handler that never asked for network none', async () => {
+      const { execution } = await run(`
+        try {
+          await fetch('https://registry.npmjs.org/');
+          return 'reached the network';
+        } catch (error) {
+          return 'no network: ' + error.name;
+        }
+      `);
+      expect(execution.status).toBe(ExecutionStatus.SUCCEEDED);
+      expect(toJson(ValueSchema, execution.result!)).toMatch(/^no network: /);
+    });
+
+    it('returns null and non-object results as JSON values', async () => {
+      const results = await Promise.all([
+        run('return null;'),
+        run("return 'text';"),
+        run('return [1, 2];'),
+      ]);
+      expect(results.map(({ execution }) => toJson(ValueSchema, execution.result!))).toEqual([
+        null,
+        'text',
+        [1, 2],
+      ]);
+    });
+  });
+});

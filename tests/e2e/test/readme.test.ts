@@ -1,0 +1,37 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestStack, type TestStack } from '../src/index.js';
+
+const readme = new URL('../../../README.md', import.meta.url);
+
+// The README's curl session must work as written: it runs here against a test stack, with only
+// the address swapped.
+describe("the README's curl session", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('sets up, executes, lists and deletes', async () => {
+    const text = await readFile(readme, 'utf8');
+    const block =
+      /<!-- readme-session:start -->\n```bash\n([\s\S]*?)```\n<!-- readme-session:end -->/.exec(
+        text,
+      );
+    expect(block, 'README has a readme-session block').not.toBeNull();
+    const script = block![1]!.replaceAll('http://localhost:8080', stack.url);
+    const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], {
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(/^environment [0-9a-f-]{36}$/m);
+    expect(stdout).toContain('"status": "EXECUTION_STATUS_SUCCEEDED"');
+    expect(stdout).toMatch(/"result": \{\s*"sum": 42\s*\}/);
+    expect(stdout).toContain('"adding 2 40"');
+    expect(stdout.trim().endsWith('ENVIRONMENT_STATUS_DELETED')).toBe(true);
+  });
+});

@@ -1,0 +1,133 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { fromJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import {
+  createTestDatabase,
+  deleteTestStream,
+  removeLabelled,
+  testSubjectPrefix,
+  uniqueSuffix,
+} from '@assist-tee/testing';
+import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
+import { createLogger } from '@assist-tee/logger';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sumExample } from '../src/index.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+interface ServiceProcess {
+  child: ChildProcess;
+  url: string;
+}
+
+/** Starts `services/<name>/dist/main.js` and resolves with the URL it logs once serving. */
+async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, [`${root}services/${name}/dist/main.js`], {
+    env: { ...process.env, ...env, TEE_PORT: '0', TEE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start in time`)), 30_000);
+    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
+    lines.on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string };
+      if (entry.msg === 'serving' && entry.url) {
+        clearTimeout(timer);
+        resolve(entry.url);
+      }
+    });
+  });
+  return { child, url };
+}
+
+async function stopService(service: ServiceProcess): Promise<number | null> {
+  if (service.child.exitCode !== null) return service.child.exitCode;
+  service.child.kill('SIGTERM');
+  const [code] = (await once(service.child, 'exit')) as [number | null];
+  return code;
+}
+
+describe('each service as its own process', () => {
+  const instanceId = `test-${uniqueSuffix()}`;
+  const subjectPrefix = testSubjectPrefix();
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  const services: Record<string, ServiceProcess> = {};
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const env = {
+      TEE_DATABASE_URL: database.url,
+      TEE_SUBJECT_PREFIX: subjectPrefix,
+      TEE_INSTANCE_ID: instanceId,
+    };
+    services.environments = await startService('environments', env);
+    services.reaper = await startService('reaper', env);
+    services.execution = await startService('execution', {
+      ...env,
+      TEE_ENVIRONMENTS_URL: services.environments.url,
+    });
+  });
+
+  afterAll(async () => {
+    for (const service of Object.values(services)) await stopService(service);
+    const sandbox = new SandboxDriver({
+      docker: createDockerClient({ socketPath: '/var/run/docker.sock' }),
+      logger: createLogger({ level: 'silent' }),
+      runtime: 'runsc',
+    });
+    await removeLabelled(sandbox, { instanceId });
+    await deleteTestStream('nats://127.0.0.1:4222', `${subjectPrefix.toUpperCase()}_EVENTS`);
+    await database?.drop();
+  });
+
+  it('serves /healthz on every process', async () => {
+    for (const service of Object.values(services)) {
+      const response = await fetch(`${service.url}/healthz`);
+      expect(response.status).toBe(200);
+    }
+  });
+
+  it('sets up on one process, executes on another, and the reaper sees the events', async () => {
+    const environments = createAssistTeeClient({
+      baseUrl: services.environments!.url,
+    }).environments;
+    const executions = createAssistTeeClient({ baseUrl: services.execution!.url }).executions;
+    const reaper = createAssistTeeClient({ baseUrl: services.reaper!.url }).reaper;
+
+    const { environment } = await environments.createEnvironment({
+      ...sumExample,
+      runtime: Runtime.DENO,
+    });
+    const { execution } = await executions.execute({
+      environmentId: environment!.id,
+      data: fromJson(ValueSchema, { a: 20, b: 22 }),
+    });
+    expect(execution?.status).toBe(ExecutionStatus.SUCCEEDED);
+    await environments.deleteEnvironment({ id: environment!.id });
+
+    const deadline = Date.now() + 10_000;
+    let consumed: Record<string, bigint> = {};
+    while (Date.now() < deadline) {
+      consumed = (await reaper.getStatus({})).eventsConsumed;
+      if (consumed['environment.deleted'] === 1n) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(consumed).toEqual({
+      'environment.created': 1n,
+      'execution.started': 1n,
+      'execution.finished': 1n,
+      'environment.deleted': 1n,
+    });
+  });
+
+  it('stops cleanly on SIGTERM', async () => {
+    for (const name of ['execution', 'reaper', 'environments']) {
+      expect(await stopService(services[name]!)).toBe(0);
+    }
+  });
+});
