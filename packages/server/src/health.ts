@@ -1,6 +1,3 @@
-import type http from 'node:http';
-import type http2 from 'node:http2';
-
 /** One dependency a process needs, checked by GET /healthz. */
 export interface HealthCheck {
   name: string;
@@ -30,11 +27,14 @@ export async function checkHealth(checks: HealthCheck[], timeoutMs = 2_000): Pro
   };
 }
 
+/** The part of an HTTP/1.1 or HTTP/2 response that a health answer needs. */
+interface HealthResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(body: string): unknown;
+}
+
 /** 200 with every check "ok", or 503 with the reason of each failing check. */
-export async function serveHealth(
-  checks: HealthCheck[],
-  response: http.ServerResponse | http2.Http2ServerResponse,
-): Promise<void> {
+export async function serveHealth(checks: HealthCheck[], response: HealthResponse): Promise<void> {
   const report = await checkHealth(checks);
   const body = JSON.stringify({ status: report.ok ? 'ok' : 'unavailable', checks: report.checks });
   response.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' });

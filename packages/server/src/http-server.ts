@@ -1,12 +1,11 @@
+import type { connectNodeAdapter } from '@connectrpc/connect-node';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Socket } from 'node:net';
 
-type RequestHandler = (
-  request: http.IncomingMessage | http2.Http2ServerRequest,
-  response: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+/** Connect's node handler: it serves both HTTP/1.1 and HTTP/2 requests. */
+type RequestHandler = ReturnType<typeof connectNodeAdapter>;
 
 export interface HttpServer {
   readonly port: number;
