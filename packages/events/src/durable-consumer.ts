@@ -25,7 +25,7 @@ export interface ConsumeOptions {
   durable: string;
   types: EventType[];
   /** Resolves: the event is acked. Throws: it is redelivered after a delay, up to maxDeliver. */
-  handle: (event: ReceivedEvent) => Promise<void>;
+  handle: (event: ReceivedEvent) => void | Promise<void>;
   /** Deliveries before a failing event is given up (terminated and logged). Default 5. */
   maxDeliver?: number;
   /** Delay before the first redelivery of a failed event, doubling after each. Default 1 s. */

@@ -12,9 +12,10 @@ export interface HealthReport {
 
 export async function checkHealth(checks: HealthCheck[], timeoutMs = 2_000): Promise<HealthReport> {
   const results = await Promise.all(
-    checks.map(async ({ name, check }) => {
+    checks.map(async (healthCheck) => {
+      const { name } = healthCheck;
       try {
-        await withTimeout(check(), timeoutMs);
+        await withTimeout(healthCheck.check(), timeoutMs);
         return [name, 'ok'] as const;
       } catch (error) {
         return [name, error instanceof Error ? error.message : String(error)] as const;

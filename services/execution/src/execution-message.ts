@@ -40,9 +40,7 @@ export function toExecutionMessage(
     status: ExecutionStatus[row.status],
     // A handler may return null: that is a result too, so presence follows the status.
     result:
-      brief || row.status !== 'SUCCEEDED'
-        ? undefined
-        : fromJson(ValueSchema, (row.result ?? null) as JsonValue),
+      brief || row.status !== 'SUCCEEDED' ? undefined : fromJson(ValueSchema, row.result ?? null),
     error: row.error ?? undefined,
     logs: brief ? [] : row.logs.map(toLogEntry),
     outputTruncated: row.outputTruncated,

@@ -35,7 +35,7 @@ export function createReaperService(infrastructure: Infrastructure): Service {
       consumer = await bus.consume({
         durable: 'reaper',
         types: Object.keys(eventTypes) as EventType[],
-        handle: async (event) => {
+        handle: (event) => {
           consumed.set(event.type, (consumed.get(event.type) ?? 0n) + 1n);
           logger.debug({ type: event.type, eventId: event.message.eventId }, 'event');
         },

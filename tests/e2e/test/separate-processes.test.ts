@@ -30,7 +30,7 @@ async function startService(name: string, env: Record<string, string>): Promise<
     env: { ...process.env, ...env, TEE_PORT: '0', TEE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start in time`)), 30_000);
     child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
