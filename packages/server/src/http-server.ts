@@ -79,7 +79,9 @@ function routeByPreface(socket: Socket, route: (isHttp2: boolean) => void): void
     socket.pause();
     socket.unshift(received);
     route(isHttp2);
-    socket.resume();
+    // The HTTP/2 session reads the socket natively and replays the unshifted preface itself;
+    // resuming the JS stream would race it for those bytes ("bad client magic").
+    if (!isHttp2) socket.resume();
   };
   socket.on('data', onData);
   socket.on('error', () => socket.destroy());
