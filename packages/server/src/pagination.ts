@@ -36,3 +36,37 @@ export function decodePageToken(token: string): PageCursor | undefined {
   }
   throw invalidArgument('page_token', 'is not a token from a previous response');
 }
+
+/**
+ * A validated page request for a newest-first keyset listing: spread `where` into the filter
+ * and pass `options` to the query; it fetches one row more than the page to see if another follows.
+ */
+export function pageQuery(request: { pageSize: number; pageToken: string }) {
+  const pageSize = resolvePageSize(request.pageSize);
+  const cursor = decodePageToken(request.pageToken);
+  return {
+    pageSize,
+    where: cursor
+      ? {
+          $or: [
+            { createdAt: { $lt: cursor.createdAt } },
+            { createdAt: cursor.createdAt, id: { $lt: cursor.id } },
+          ],
+        }
+      : {},
+    options: { orderBy: { createdAt: 'desc', id: 'desc' }, limit: pageSize + 1 } as const,
+  };
+}
+
+/** The page out of the rows a pageQuery fetched, and the next page's token ('' on the last). */
+export function toPage<T extends PageCursor>(
+  rows: T[],
+  pageSize: number,
+): { rows: T[]; nextPageToken: string } {
+  const page = rows.slice(0, pageSize);
+  const last = page.at(-1);
+  return {
+    rows: page,
+    nextPageToken: rows.length > pageSize && last ? encodePageToken(last) : '',
+  };
+}

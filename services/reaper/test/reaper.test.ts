@@ -1,0 +1,86 @@
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { loadConfig } from '@assist-tee/config';
+import { connectEventBus, eventHeader } from '@assist-tee/events';
+import { createLogger } from '@assist-tee/logger';
+import { EnvironmentDeletedSchema, ReaperService } from '@assist-tee/proto';
+import { type RunningProcess, startProcess } from '@assist-tee/server';
+import { deleteTestStream, testSubjectPrefix, uniqueSuffix } from '@assist-tee/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createReaperService } from '../src/index.js';
+
+// The reaper alone, on this test's own stream: it needs NATS and Docker, not Postgres.
+const config = loadConfig({
+  ...process.env,
+  TEE_SUBJECT_PREFIX: testSubjectPrefix(),
+  TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
+  TEE_PORT: '0',
+});
+
+function startReaper(): Promise<RunningProcess> {
+  return startProcess({
+    name: 'reaper-test',
+    config,
+    logger: createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'warn' }, { name: 'reaper-test' }),
+    createServices: (infrastructure) => Promise.resolve([createReaperService(infrastructure)]),
+    graceMs: 1_000,
+  });
+}
+
+const deleted = () =>
+  create(EnvironmentDeletedSchema, { ...eventHeader(), environmentId: 'env-1' });
+
+async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
+  const client = createClient(
+    ReaperService,
+    createConnectTransport({ baseUrl: reaper.url, httpVersion: '1.1' }),
+  );
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await client.getStatus({});
+    const consumed = status.eventsConsumed['environment.deleted'] ?? 0n;
+    if (consumed === count || Date.now() > deadline) return { status, consumed, client };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('the reaper service', () => {
+  let streamName: string | undefined;
+  afterAll(async () => {
+    if (streamName) await deleteTestStream(config.nats.servers, streamName);
+  });
+
+  it('reports its status, follows events durably and refuses sweeps for now', async () => {
+    let reaper = await startReaper();
+    streamName = reaper.infrastructure.bus.streamName;
+    try {
+      await reaper.infrastructure.bus.publish('environment.deleted', deleted());
+      const first = await eventuallyConsumed(reaper, 1n);
+      expect(first.consumed).toBe(1n);
+      expect(first.status.instanceId).toBe(config.instanceId);
+      const sweep = await first.client.sweep({}).catch((error: unknown) => error);
+      expect(ConnectError.from(sweep).code).toBe(Code.Unimplemented);
+    } finally {
+      await reaper.stop();
+    }
+
+    // Published while no reaper runs: the durable consumer delivers it at the next start,
+    // and only it (the first was acked).
+    const publisher = await connectEventBus({
+      servers: config.nats.servers,
+      subjectPrefix: config.nats.subjectPrefix,
+      name: 'reaper-test-publisher',
+      logger: createLogger({ level: 'silent' }),
+    });
+    await publisher.publish('environment.deleted', deleted());
+    await publisher.close();
+    reaper = await startReaper();
+    try {
+      const second = await eventuallyConsumed(reaper, 1n);
+      expect(second.consumed).toBe(1n);
+    } finally {
+      await reaper.stop();
+    }
+  });
+});
