@@ -1,3 +1,4 @@
+import { type AssistTeeClient, createAssistTeeClient } from '@assist-tee/client';
 import { loadConfig, type Config } from '@assist-tee/config';
 import { createLogger } from '@assist-tee/logger';
 import { labelFilter } from '@assist-tee/sandbox';
@@ -10,6 +11,7 @@ import {
   testSubjectPrefix,
   uniqueSuffix,
 } from '@assist-tee/testing';
+import { afterAll, beforeAll } from 'vitest';
 
 export interface TestStack {
   url: string;
@@ -61,6 +63,38 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
       await removeLabelled(sandbox, { instanceId: config.instanceId });
       await deleteTestStream(config.nats.servers, streamName);
       await database.drop();
+    },
+  };
+}
+
+export interface StackWithClient {
+  readonly stack: TestStack;
+  readonly client: AssistTeeClient;
+}
+
+/**
+ * One stack for the calling describe block, started before its tests and stopped after them,
+ * with a typed client on it. Read the fields inside tests, once the stack has started.
+ */
+export function useTestStack(env: Record<string, string> = {}): StackWithClient {
+  let current: StackWithClient | undefined;
+  beforeAll(async () => {
+    const stack = await startTestStack(env);
+    current = { stack, client: createAssistTeeClient({ baseUrl: stack.url }) };
+  });
+  afterAll(async () => {
+    await current?.stack.stop();
+  });
+  const started = () => {
+    if (!current) throw new Error('the test stack has not started');
+    return current;
+  };
+  return {
+    get stack() {
+      return started().stack;
+    },
+    get client() {
+      return started().client;
     },
   };
 }

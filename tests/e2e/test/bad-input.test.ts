@@ -1,13 +1,8 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import {
-  type AssistTeeClient,
-  createAssistTeeClient,
-  type CreateEnvironmentRequestSchema,
-  Runtime,
-} from '@assist-tee/client';
+import { type CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/client';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryRows, startTestStack, sumExample, type TestStack } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { queryRows, sumExample, useTestStack } from '../src/index.js';
 
 type CreateInit = MessageInitShape<typeof CreateEnvironmentRequestSchema>;
 
@@ -21,15 +16,7 @@ async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
 }
 
 describe('bad input is refused with the field named, and nothing is created', () => {
-  let stack: TestStack;
-  let client: AssistTeeClient;
-  beforeAll(async () => {
-    stack = await startTestStack({ TEE_MAX_MODULE_BYTES: '4096' });
-    client = createAssistTeeClient({ baseUrl: stack.url });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  const tee = useTestStack({ TEE_MAX_MODULE_BYTES: '4096' });
 
   const valid: CreateInit = { ...sumExample, runtime: Runtime.DENO };
   it.each<[string, CreateInit, string]>([
@@ -54,44 +41,45 @@ describe('bad input is refused with the field named, and nothing is created', ()
     ],
     ['dependencies', { ...valid, dependencies: { npm: ['date-fns@3'] } }, 'dependencies.npm: '],
   ])('refuses %s', async (_, request, field) => {
-    const error = await rejection(client.environments.createEnvironment(request));
+    const error = await rejection(tee.client.environments.createEnvironment(request));
     expect(error.code).toBe(Code.InvalidArgument);
     expect(error.rawMessage.startsWith(field)).toBe(true);
   });
 
   it('refuses bad execute requests', async () => {
-    const { environment } = await client.environments.createEnvironment(valid);
+    const { environment } = await tee.client.environments.createEnvironment(valid);
     const environmentId = environment!.id;
     // Thunks: each call starts only when its turn comes, so no rejection waits unobserved.
     const cases: [() => Promise<unknown>, Code, string][] = [
       [
-        () => client.executions.execute({ environmentId: '' }),
+        () => tee.client.executions.execute({ environmentId: '' }),
         Code.InvalidArgument,
         'environment_id: ',
       ],
       [
-        () => client.executions.execute({ environmentId, limits: { timeoutMs: 10_000_000 } }),
+        () => tee.client.executions.execute({ environmentId, limits: { timeoutMs: 10_000_000 } }),
         Code.InvalidArgument,
         'limits.timeout_ms: ',
       ],
       [
-        () => client.executions.execute({ environmentId, env: { SECRET: 'x' } }),
+        () => tee.client.executions.execute({ environmentId, env: { SECRET: 'x' } }),
         Code.InvalidArgument,
         'env["SECRET"]: ',
       ],
       [
-        () => client.executions.execute({ environmentId: '00000000-0000-4000-8000-000000000000' }),
+        () =>
+          tee.client.executions.execute({ environmentId: '00000000-0000-4000-8000-000000000000' }),
         Code.NotFound,
         'environment ',
       ],
       [
-        () => client.executions.listExecutions({ environmentId: '' }),
+        () => tee.client.executions.listExecutions({ environmentId: '' }),
         Code.InvalidArgument,
         'environment_id: ',
       ],
-      [() => client.executions.getExecution({ id: 'nope' }), Code.NotFound, 'execution '],
+      [() => tee.client.executions.getExecution({ id: 'nope' }), Code.NotFound, 'execution '],
       [
-        () => client.environments.listEnvironments({ pageToken: 'garbage' }),
+        () => tee.client.environments.listEnvironments({ pageToken: 'garbage' }),
         Code.InvalidArgument,
         'page_token: ',
       ],
@@ -101,41 +89,43 @@ describe('bad input is refused with the field named, and nothing is created', ()
       expect({ code: error.code, message: error.rawMessage }).toMatchObject({ code });
       expect(error.rawMessage.slice(0, prefix.length)).toBe(prefix);
     }
-    await client.environments.deleteEnvironment({ id: environmentId });
+    await tee.client.environments.deleteEnvironment({ id: environmentId });
   });
 
   it('leaves no rows, volumes or containers behind for refused requests', async () => {
     const rows = await queryRows<{ status: string }>(
-      stack.config.databaseUrl,
+      tee.stack.config.databaseUrl,
       'select status from environments.environment',
     );
     // Only the environment the execute test created (and deleted) exists.
     expect(rows.map((row) => row.status)).toEqual(['DELETED']);
-    const { sandbox } = stack.process.infrastructure;
-    expect(await sandbox.listVolumes({ instanceId: stack.config.instanceId })).toEqual([]);
-    expect(await sandbox.listContainers({ instanceId: stack.config.instanceId })).toEqual([]);
+    const { sandbox } = tee.stack.process.infrastructure;
+    expect(await sandbox.listVolumes({ instanceId: tee.stack.config.instanceId })).toEqual([]);
+    expect(await sandbox.listContainers({ instanceId: tee.stack.config.instanceId })).toEqual([]);
     const executions = await queryRows(
-      stack.config.databaseUrl,
+      tee.stack.config.databaseUrl,
       'select id from execution.execution',
     );
     expect(executions).toEqual([]);
   });
 
   it('refuses work on an environment that is not READY', async () => {
-    const { environment } = await client.environments.createEnvironment(valid);
+    const { environment } = await tee.client.environments.createEnvironment(valid);
     await queryRows(
-      stack.config.databaseUrl,
+      tee.stack.config.databaseUrl,
       "update environments.environment set status = 'FAILED' where id = $1",
       [environment!.id],
     );
-    const error = await rejection(client.executions.execute({ environmentId: environment!.id }));
+    const error = await rejection(
+      tee.client.executions.execute({ environmentId: environment!.id }),
+    );
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(error.rawMessage).toContain('FAILED');
     await queryRows(
-      stack.config.databaseUrl,
+      tee.stack.config.databaseUrl,
       "update environments.environment set status = 'READY' where id = $1",
       [environment!.id],
     );
-    await client.environments.deleteEnvironment({ id: environment!.id });
+    await tee.client.environments.deleteEnvironment({ id: environment!.id });
   });
 });

@@ -4,6 +4,8 @@ import {
   ExecutionStatus,
   Runtime,
 } from '@assist-tee/client';
+import { fromJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestStack, sumExample, type TestStack } from '../src/index.js';
 
@@ -35,17 +37,7 @@ describe.each([
 
     const { execution } = await client.executions.execute({
       environmentId,
-      data: {
-        kind: {
-          case: 'structValue',
-          value: {
-            fields: {
-              a: { kind: { case: 'numberValue', value: 2 } },
-              b: { kind: { case: 'numberValue', value: 3 } },
-            },
-          },
-        },
-      },
+      data: fromJson(ValueSchema, { a: 2, b: 3 }),
     });
     expect(execution?.status).toBe(ExecutionStatus.SUCCEEDED);
     expect(execution?.result?.kind).toEqual({
@@ -58,17 +50,7 @@ describe.each([
     const streamed = [];
     for await (const message of client.executions.executeStream({
       environmentId,
-      data: {
-        kind: {
-          case: 'structValue',
-          value: {
-            fields: {
-              a: { kind: { case: 'numberValue', value: 1 } },
-              b: { kind: { case: 'numberValue', value: 1 } },
-            },
-          },
-        },
-      },
+      data: fromJson(ValueSchema, { a: 1, b: 1 }),
     })) {
       streamed.push(message.event);
     }

@@ -1,42 +1,29 @@
-import {
-  createAssistTeeClient,
-  type AssistTeeClient,
-  ExecutionStatus,
-  Runtime,
-} from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handlerModules, startTestStack, type TestStack } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { handlerModules, useTestStack } from '../src/index.js';
 
 // A handler's outcome is data, not an RPC error: each of these is a normal response.
 describe('execution outcomes', () => {
-  let stack: TestStack;
-  let client: AssistTeeClient;
-  beforeAll(async () => {
-    stack = await startTestStack();
-    client = createAssistTeeClient({ baseUrl: stack.url });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  const tee = useTestStack();
 
   async function run(
     body: string,
     options: { data?: JsonValue; timeoutMs?: number; memoryMb?: number } = {},
   ) {
-    const { environment } = await client.environments.createEnvironment({
+    const { environment } = await tee.client.environments.createEnvironment({
       ...handlerModules(body),
       runtime: Runtime.DENO,
     });
     const started = Date.now();
-    const { execution } = await client.executions.execute({
+    const { execution } = await tee.client.executions.execute({
       environmentId: environment!.id,
       data: fromJson(ValueSchema, options.data ?? null),
       limits: { timeoutMs: options.timeoutMs ?? 0, memoryMb: options.memoryMb ?? 0 },
     });
     const elapsedMs = Date.now() - started;
-    await client.environments.deleteEnvironment({ id: environment!.id });
+    await tee.client.environments.deleteEnvironment({ id: environment!.id });
     return { execution: execution!, elapsedMs };
   }
 
@@ -45,7 +32,7 @@ describe('execution outcomes', () => {
     expect(execution.status).toBe(ExecutionStatus.TIMEOUT);
     expect(execution.error?.message).toContain('1000 ms');
     expect(elapsedMs).toBeLessThan(3000);
-    const { sandbox } = stack.process.infrastructure;
+    const { sandbox } = tee.stack.process.infrastructure;
     expect(await sandbox.listContainers({ executionId: execution.id })).toEqual([]);
   });
 

@@ -1,13 +1,8 @@
-import {
-  type AssistTeeClient,
-  createAssistTeeClient,
-  EnvironmentStatus,
-  Runtime,
-} from '@assist-tee/client';
+import { EnvironmentStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestStack, sumExample, type TestStack } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { sumExample, useTestStack } from '../src/index.js';
 
 /** Follows next_page_token from the first page to the last, returning each page's ids. */
 async function allPages(
@@ -24,51 +19,43 @@ async function allPages(
 }
 
 describe('listings are newest first and page by token', () => {
-  let stack: TestStack;
-  let client: AssistTeeClient;
-  beforeAll(async () => {
-    stack = await startTestStack();
-    client = createAssistTeeClient({ baseUrl: stack.url });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  const tee = useTestStack();
 
   it('pages environments, filters them by status and leaves deleted ones out by default', async () => {
     const created: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const { environment } = await client.environments.createEnvironment({
+      const { environment } = await tee.client.environments.createEnvironment({
         ...sumExample,
         runtime: Runtime.DENO,
       });
       created.push(environment!.id);
     }
     const [deletedId] = created;
-    await client.environments.deleteEnvironment({ id: deletedId! });
+    await tee.client.environments.deleteEnvironment({ id: deletedId! });
     const live = created.slice(1).reverse();
 
     const pages = await allPages(async (pageToken) => {
-      const response = await client.environments.listEnvironments({ pageSize: 2, pageToken });
+      const response = await tee.client.environments.listEnvironments({ pageSize: 2, pageToken });
       return { ids: response.environments.map((e) => e.id), ...response };
     });
     expect(pages).toEqual([live.slice(0, 2), live.slice(2, 4)]);
 
-    const deleted = await client.environments.listEnvironments({
+    const deleted = await tee.client.environments.listEnvironments({
       status: EnvironmentStatus.DELETED,
     });
     expect(deleted.environments.map((e) => e.id)).toEqual([deletedId]);
-    for (const id of live) await client.environments.deleteEnvironment({ id });
+    for (const id of live) await tee.client.environments.deleteEnvironment({ id });
   });
 
   it('pages an environment’s executions', async () => {
-    const { environment } = await client.environments.createEnvironment({
+    const { environment } = await tee.client.environments.createEnvironment({
       ...sumExample,
       runtime: Runtime.DENO,
     });
     const environmentId = environment!.id;
     const executed: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const { execution } = await client.executions.execute({
+      const { execution } = await tee.client.executions.execute({
         environmentId,
         data: fromJson(ValueSchema, { a: i, b: 1 }),
       });
@@ -76,7 +63,7 @@ describe('listings are newest first and page by token', () => {
     }
 
     const pages = await allPages(async (pageToken) => {
-      const response = await client.executions.listExecutions({
+      const response = await tee.client.executions.listExecutions({
         environmentId,
         pageSize: 2,
         pageToken,
@@ -84,6 +71,6 @@ describe('listings are newest first and page by token', () => {
       return { ids: response.executions.map((e) => e.id), ...response };
     });
     expect(pages).toEqual([executed.slice(1).reverse(), executed.slice(0, 1)]);
-    await client.environments.deleteEnvironment({ id: environmentId });
+    await tee.client.environments.deleteEnvironment({ id: environmentId });
   });
 });
