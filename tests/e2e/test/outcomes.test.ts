@@ -10,7 +10,12 @@ describe('execution outcomes', () => {
 
   async function run(
     body: string,
-    options: { data?: JsonValue; timeoutMs?: number; memoryMb?: number } = {},
+    options: {
+      data?: JsonValue;
+      timeoutMs?: number;
+      memoryMb?: number;
+      maxOutputBytes?: number;
+    } = {},
   ) {
     const { environment } = await tee.client.environments.createEnvironment({
       ...handlerModules(body),
@@ -20,7 +25,11 @@ describe('execution outcomes', () => {
     const { execution } = await tee.client.executions.execute({
       environmentId: environment!.id,
       data: fromJson(ValueSchema, options.data ?? null),
-      limits: { timeoutMs: options.timeoutMs ?? 0, memoryMb: options.memoryMb ?? 0 },
+      limits: {
+        timeoutMs: options.timeoutMs ?? 0,
+        memoryMb: options.memoryMb ?? 0,
+        maxOutputBytes: options.maxOutputBytes ?? 0,
+      },
     });
     const elapsedMs = Date.now() - started;
     await tee.client.environments.deleteEnvironment({ id: environment!.id });
@@ -61,6 +70,21 @@ describe('execution outcomes', () => {
         { memoryMb: 512 },
       );
       expect(execution.status).toBe(ExecutionStatus.OOM);
+    });
+
+    it('stops an output flood at max_output_bytes, keeping the first lines', async () => {
+      const { execution } = await run(
+        "for (let i = 0; ; i++) console.log('line ' + i + ' ' + 'x'.repeat(100));",
+        { maxOutputBytes: 64 * 1024 },
+      );
+      expect(execution.status).toBe(ExecutionStatus.OUTPUT_LIMIT);
+      expect(execution.outputTruncated).toBe(true);
+      expect(execution.logs[0]?.message).toBe(`line 0 ${'x'.repeat(100)}`);
+      const kept = execution.logs.reduce((sum, log) => sum + log.message.length, 0);
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThanOrEqual(64 * 1024);
+      const { sandbox } = tee.stack.process.infrastructure;
+      expect(await sandbox.listContainers({ executionId: execution.id })).toEqual([]);
     });
 
     it('keeps the result intact through console noise and forged frames', async () => {
