@@ -28,7 +28,7 @@ describe('execution outcomes', () => {
       limits: {
         timeoutMs: options.timeoutMs ?? 0,
         memoryMb: options.memoryMb ?? 0,
-        maxOutputBytes: options.maxOutputBytes ?? 0,
+        maxOutputBytes: BigInt(options.maxOutputBytes ?? 0),
       },
     });
     const elapsedMs = Date.now() - started;
