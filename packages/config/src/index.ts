@@ -15,7 +15,13 @@ export interface Config {
   http: { host: string; port: number };
   databaseUrl: string;
   nats: { servers: string; subjectPrefix: string };
-  docker: { socketPath: string; sandboxRuntime: string };
+  docker: {
+    socketPath: string;
+    /** The engine runtime of sandboxes without network ("runsc" with --network=none). */
+    sandboxRuntime: string;
+    /** The engine runtime of sandboxes with network ("runsc" with --network=host, DESIGN §4). */
+    sandboxNetworkRuntime: string;
+  };
   /** Where the execution service reaches the EnvironmentService when they run apart. */
   environmentsUrl: string;
   execution: {
@@ -30,6 +36,27 @@ export interface Config {
     maxEventBytes: number;
   };
   modules: { maxCount: number; maxFileBytes: number; maxTotalBytes: number; maxPathLength: number };
+  setup: {
+    maxDependencies: number;
+    /** Wall time of one dependency install. */
+    timeoutMs: number;
+    memoryMb: number;
+    /** The install's /tmp (package manager caches); counts against memoryMb. */
+    tmpfsMb: number;
+    /** Caps on the environment volume once dependencies are installed. */
+    maxVolumeBytes: number;
+    maxVolumeFiles: number;
+    npmRegistry: string;
+    /** A CA bundle file the install trusts (a TLS-intercepting proxy's CA); empty for none. */
+    caBundle: string;
+    httpProxy: string;
+    httpsProxy: string;
+    noProxy: string;
+  };
+  egress: {
+    /** Port of the egress proxy on the egress network's gateway; 0 picks a free one. */
+    proxyPort: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -83,6 +110,7 @@ export function loadConfig(env: Env = process.env): Config {
     docker: {
       socketPath: str('TEE_DOCKER_SOCKET', '/var/run/docker.sock'),
       sandboxRuntime: str('TEE_SANDBOX_RUNTIME', 'runsc'),
+      sandboxNetworkRuntime: str('TEE_SANDBOX_NETWORK_RUNTIME', 'runsc-net'),
     },
     environmentsUrl: str('TEE_ENVIRONMENTS_URL', 'http://127.0.0.1:8080'),
     execution: {
@@ -109,7 +137,28 @@ export function loadConfig(env: Env = process.env): Config {
       maxTotalBytes: int('TEE_MAX_MODULES_TOTAL_BYTES', 8 * 1024 * 1024, 1),
       maxPathLength: int('TEE_MAX_MODULE_PATH_LENGTH', 255, 1),
     },
+    setup: {
+      maxDependencies: int('TEE_MAX_DEPENDENCIES', 32, 0),
+      timeoutMs: int('TEE_SETUP_TIMEOUT_MS', 180_000, 1000),
+      memoryMb: int('TEE_SETUP_MEMORY_MB', 1024, 128),
+      tmpfsMb: int('TEE_SETUP_TMPFS_MB', 512, 16),
+      maxVolumeBytes: int('TEE_MAX_ENVIRONMENT_BYTES', 512 * 1024 * 1024, 1024),
+      maxVolumeFiles: int('TEE_MAX_ENVIRONMENT_FILES', 50_000, 1),
+      // The host's own settings are the defaults: what works for npm here works in the sandbox.
+      npmRegistry: str(
+        'TEE_NPM_REGISTRY',
+        str('npm_config_registry', 'https://registry.npmjs.org/'),
+      ),
+      caBundle: str('TEE_CA_BUNDLE', str('SSL_CERT_FILE', '')),
+      httpProxy: str('TEE_SETUP_HTTP_PROXY', str('HTTP_PROXY', str('http_proxy', ''))),
+      httpsProxy: str('TEE_SETUP_HTTPS_PROXY', str('HTTPS_PROXY', str('https_proxy', ''))),
+      noProxy: str('TEE_SETUP_NO_PROXY', str('NO_PROXY', str('no_proxy', ''))),
+    },
+    egress: { proxyPort: int('TEE_EGRESS_PROXY_PORT', 3128, 0, 65535) },
   };
+  if (!/^https?:\/\/[^\s]+$/.test(config.setup.npmRegistry)) {
+    problems.push(`TEE_NPM_REGISTRY: expected an http(s) URL, got "${config.setup.npmRegistry}"`);
+  }
   if (!/^[a-z][a-z0-9_-]*$/.test(config.nats.subjectPrefix)) {
     problems.push(
       `TEE_SUBJECT_PREFIX: expected lowercase letters, digits, "-" or "_", got "${config.nats.subjectPrefix}"`,

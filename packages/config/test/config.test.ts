@@ -36,6 +36,21 @@ describe('loadConfig', () => {
     expect(problems).toContain('TEE_SUBJECT_PREFIX');
   });
 
+  it("takes the install's registry, CA bundle and proxies from the host's own settings", () => {
+    const config = loadConfig({
+      SSL_CERT_FILE: '/etc/ssl/certs/corp.pem',
+      npm_config_registry: 'https://npm.corp.example/',
+      HTTPS_PROXY: 'http://proxy.corp.example:3128',
+    });
+    expect(config.setup.caBundle).toBe('/etc/ssl/certs/corp.pem');
+    expect(config.setup.npmRegistry).toBe('https://npm.corp.example/');
+    expect(config.setup.httpsProxy).toBe('http://proxy.corp.example:3128');
+    expect(loadConfig({ SSL_CERT_FILE: '/a.pem', TEE_CA_BUNDLE: '/b.pem' }).setup.caBundle).toBe(
+      '/b.pem',
+    );
+    expect(() => loadConfig({ TEE_NPM_REGISTRY: 'ftp://x' })).toThrow(/TEE_NPM_REGISTRY/);
+  });
+
   it('refuses a default above its maximum', () => {
     expect(() => loadConfig({ TEE_DEFAULT_MEMORY_MB: '4096', TEE_MAX_MEMORY_MB: '1024' })).toThrow(
       /TEE_DEFAULT_MEMORY_MB is above TEE_MAX_MEMORY_MB/,

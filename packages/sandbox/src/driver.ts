@@ -2,11 +2,11 @@ import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Socket } from 'node:net';
 import type Docker from 'dockerode';
-import { pack } from 'tar-stream';
+import { extract, pack } from 'tar-stream';
 import type { Logger } from '@assist-tee/logger';
 import { dockerMessage, dockerStatus, isNotFound } from './errors.js';
-import { buildTar, type SandboxFile } from './files.js';
-import { labelFilter, toDockerLabels, type SandboxLabels } from './labels.js';
+import { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
+import { labelFilter, MANAGED_LABEL, toDockerLabels, type SandboxLabels } from './labels.js';
 import { SandboxHandle, type Sandbox } from './sandbox.js';
 
 export interface SandboxDriverOptions {
@@ -14,6 +14,11 @@ export interface SandboxDriverOptions {
   logger: Logger;
   /** The engine's runtime for sandboxes, e.g. 'runsc'. */
   runtime: string;
+  /**
+   * The runtime for sandboxes attached to a network, e.g. 'runsc-net' (runsc with
+   * --network=host, which gives the sandbox its container's network namespace: DESIGN §4).
+   */
+  networkRuntime?: string;
 }
 
 export interface SandboxLimits {
@@ -32,6 +37,10 @@ export interface SandboxSpec {
   volume: { name: string; target: string; readOnly: boolean };
   limits: SandboxLimits;
   labels: SandboxLabels;
+  /** A Docker network to attach to; without one the sandbox has no network at all. */
+  network?: string;
+  /** Host files mounted read-only (e.g. a CA bundle). */
+  files?: { source: string; target: string }[];
 }
 
 export interface BuildImageOptions {
@@ -49,6 +58,42 @@ export interface WriteFilesOptions {
   target: string;
   files: SandboxFile[];
   labels: SandboxLabels;
+  /**
+   * Who owns the written files and the volume's root: root (the sandbox can only read them) or
+   * the sandbox user, for a setup sandbox that installs dependencies next to them. Executions
+   * mount the volume read-only either way.
+   */
+  owner?: 'root' | 'sandbox';
+}
+
+export interface VolumeAccessOptions {
+  /** Any local image: its container is created to reach the volume, never started. */
+  image: string;
+  volume: string;
+  /** Where the volume is mounted in that container. */
+  target: string;
+  labels: SandboxLabels;
+}
+
+export interface VolumeUsage {
+  files: number;
+  bytes: number;
+}
+
+export interface NetworkOptions {
+  name: string;
+  /** The host's name for the bridge interface, so firewall rules can name it. */
+  bridge: string;
+  /** No route out of the host: the network reaches only the host itself. */
+  internal: boolean;
+}
+
+export interface NetworkInfo {
+  name: string;
+  bridge: string;
+  /** The host's address on the bridge. */
+  gateway: string;
+  subnet: string;
 }
 
 export interface ListedContainer {
@@ -71,7 +116,7 @@ export class VolumeNotFoundError extends Error {
 }
 
 /** The sandbox user: unprivileged, and the same in every runtime image. */
-export const SANDBOX_USER = '1000:1000';
+export const SANDBOX_USER = `${SANDBOX_ID}:${SANDBOX_ID}`;
 
 /** /dev/shm is a memory-backed tmpfs in the sandbox; nothing there needs more than this. */
 const SHM_BYTES = 1024 * 1024;
@@ -81,11 +126,13 @@ export class SandboxDriver {
   private readonly docker: Docker;
   private readonly logger: Logger;
   private readonly runtime: string;
+  private readonly networkRuntime: string;
 
   constructor(options: SandboxDriverOptions) {
     this.docker = options.docker;
     this.logger = options.logger;
     this.runtime = options.runtime;
+    this.networkRuntime = options.networkRuntime ?? `${options.runtime}-net`;
   }
 
   /** Throws if the engine is unreachable. */
@@ -93,10 +140,11 @@ export class SandboxDriver {
     await this.docker.ping();
   }
 
-  /** Whether the engine has the configured sandbox runtime. */
+  /** Whether the engine has the configured sandbox runtimes (with and without network). */
   async hasRuntime(): Promise<boolean> {
     const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
-    return Object.hasOwn(info.Runtimes ?? {}, this.runtime);
+    const runtimes = info.Runtimes ?? {};
+    return Object.hasOwn(runtimes, this.runtime) && Object.hasOwn(runtimes, this.networkRuntime);
   }
 
   async imageExists(tag: string): Promise<boolean> {
@@ -160,11 +208,87 @@ export class SandboxDriver {
   }
 
   /**
-   * Writes files into a volume without a shell: creates (never starts) a container of `image`
-   * with the volume at `target`, puts an in-memory tar into it, and removes that container.
+   * Writes files into a volume without a shell: puts an in-memory tar into a never-started
+   * container that has the volume at `target`.
    */
   async writeFiles(options: WriteFilesOptions): Promise<void> {
-    const archive = await buildTar(options.files);
+    const archive = await buildTar(options.files, options.owner ?? 'root');
+    await this.withVolumeContainer(options, async (container) => {
+      await container.putArchive(archive, { path: options.target, noOverwriteDirNonDir: 'true' });
+      this.logger.debug(
+        { volume: options.volume, files: options.files.length, bytes: archive.length },
+        'files written',
+      );
+    });
+  }
+
+  /**
+   * Counts the files and bytes under the volume's root, reading its tar through the engine;
+   * stops reading as soon as `stopAbove` is passed (the caller only needs to know that).
+   */
+  async volumeUsage(
+    options: VolumeAccessOptions & { stopAbove: VolumeUsage },
+  ): Promise<VolumeUsage> {
+    return this.withVolumeContainer(options, async (container) => {
+      const usage = { files: 0, bytes: 0 };
+      const stream = await container.getArchive({ path: `${options.target}/.` });
+      const entries = extract();
+      const over = () =>
+        usage.files > options.stopAbove.files || usage.bytes > options.stopAbove.bytes;
+      stream.pipe(entries);
+      for await (const entry of entries) {
+        if (entry.header.type === 'file') {
+          usage.files += 1;
+          usage.bytes += entry.header.size ?? 0;
+        }
+        entry.resume();
+        if (over()) break;
+      }
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+      return usage;
+    });
+  }
+
+  /** A file of the volume (path relative to its root), or undefined when there is none. */
+  async readVolumeFile(
+    options: VolumeAccessOptions & { path: string; maxBytes: number },
+  ): Promise<Buffer | undefined> {
+    validateFilePath(options.path);
+    return this.withVolumeContainer(options, async (container) => {
+      let stream: NodeJS.ReadableStream;
+      try {
+        stream = await container.getArchive({ path: `${options.target}/${options.path}` });
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+      const entries = extract();
+      stream.pipe(entries);
+      let content: Buffer | undefined;
+      for await (const entry of entries) {
+        if (entry.header.type === 'file' && content === undefined) {
+          if ((entry.header.size ?? 0) > options.maxBytes) {
+            throw new Error(`${options.path} is larger than ${options.maxBytes} bytes`);
+          }
+          const chunks: Buffer[] = [];
+          for await (const chunk of entry) chunks.push(chunk as Buffer);
+          content = Buffer.concat(chunks);
+        } else {
+          entry.resume();
+        }
+      }
+      return content;
+    });
+  }
+
+  /**
+   * Runs `use` with a created, never-started container that mounts the volume: the way to
+   * reach a volume's files without a shell. The container is always removed.
+   */
+  private async withVolumeContainer<T>(
+    options: VolumeAccessOptions,
+    use: (container: Docker.Container) => Promise<T>,
+  ): Promise<T> {
     await this.requireVolume(options.volume);
     const container = await this.docker.createContainer({
       Image: options.image,
@@ -179,29 +303,53 @@ export class SandboxDriver {
         Mounts: [volumeMount(options.volume, options.target, false, options.labels)],
       },
     });
-    this.logger.debug(
-      { containerId: container.id, volume: options.volume },
-      'writer container created',
-    );
+    this.logger.debug({ containerId: container.id, volume: options.volume }, 'volume container');
     try {
-      await container.putArchive(archive, { path: options.target, noOverwriteDirNonDir: 'true' });
-      this.logger.debug(
-        { volume: options.volume, files: options.files.length, bytes: archive.length },
-        'files written',
-      );
+      return await use(container);
     } finally {
-      await this.docker
-        .getContainer(container.id)
-        .remove({ force: true })
-        .catch((error: unknown) => {
-          if (!isNotFound(error)) {
-            this.logger.error(
-              { err: error, containerId: container.id },
-              'removing the writer failed',
-            );
-          }
-        });
+      await this.removeContainer(container.id).catch((error: unknown) => {
+        this.logger.error({ err: error, containerId: container.id }, 'removing it failed');
+      });
     }
+  }
+
+  /**
+   * Creates the bridge network unless it exists (several processes may race here) and returns
+   * its addresses. Containers on it cannot reach each other (inter-container traffic is off).
+   */
+  async ensureNetwork(options: NetworkOptions): Promise<NetworkInfo> {
+    try {
+      await this.docker.createNetwork({
+        Name: options.name,
+        Driver: 'bridge',
+        Internal: options.internal,
+        CheckDuplicate: true,
+        Labels: { [MANAGED_LABEL]: 'true' },
+        Options: {
+          'com.docker.network.bridge.name': options.bridge,
+          'com.docker.network.bridge.enable_icc': 'false',
+        },
+      });
+      this.logger.info({ network: options.name }, 'network created');
+    } catch (error) {
+      if (dockerStatus(error) !== 409) throw error;
+    }
+    const info = (await this.docker.getNetwork(options.name).inspect()) as {
+      Internal: boolean;
+      Options?: Record<string, string>;
+      IPAM?: { Config?: { Gateway?: string; Subnet?: string }[] };
+    };
+    const config = info.IPAM?.Config?.[0];
+    const bridge = info.Options?.['com.docker.network.bridge.name'];
+    if (config?.Gateway === undefined || config.Subnet === undefined) {
+      throw new Error(`network ${options.name} has no IPv4 gateway`);
+    }
+    if (info.Internal !== options.internal || bridge !== options.bridge) {
+      throw new Error(
+        `network ${options.name} exists with other settings (internal ${info.Internal}, bridge ${bridge}); remove it`,
+      );
+    }
+    return { name: options.name, bridge, gateway: config.Gateway, subnet: config.Subnet };
   }
 
   /**
@@ -212,6 +360,7 @@ export class SandboxDriver {
   async start(spec: SandboxSpec): Promise<Sandbox> {
     const { limits, volume } = spec;
     await this.requireVolume(volume.name);
+    const network = spec.network;
     const container = await this.docker.createContainer({
       Image: spec.image,
       Cmd: spec.cmd,
@@ -227,14 +376,22 @@ export class SandboxDriver {
       AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,
-      NetworkDisabled: true,
+      NetworkDisabled: network === undefined,
       HostConfig: {
-        Runtime: this.runtime,
-        NetworkMode: 'none',
+        Runtime: network === undefined ? this.runtime : this.networkRuntime,
+        NetworkMode: network ?? 'none',
         ReadonlyRootfs: true,
         Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpfsBytes}` },
         ShmSize: SHM_BYTES,
-        Mounts: [volumeMount(volume.name, volume.target, volume.readOnly, spec.labels)],
+        Mounts: [
+          volumeMount(volume.name, volume.target, volume.readOnly, spec.labels),
+          ...(spec.files ?? []).map((file) => ({
+            Type: 'bind' as const,
+            Source: file.source,
+            Target: file.target,
+            ReadOnly: true,
+          })),
+        ],
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
         Memory: limits.memoryBytes,

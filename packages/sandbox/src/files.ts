@@ -7,6 +7,8 @@ export interface SandboxFile {
 }
 
 const MAX_PATH_LENGTH = 1024;
+/** Uid and gid of the unprivileged sandbox user, the same in every runtime image. */
+export const SANDBOX_ID = 1000;
 
 /**
  * Rejects anything but a plain relative path: absolute paths, `.`/`..` segments, empty
@@ -32,10 +34,14 @@ export function validateFilePath(path: string): void {
 }
 
 /**
- * An in-memory tar of the files, with their parent directories: root-owned, files 0644,
- * directories 0755, so the sandbox user can read but never change them.
+ * An in-memory tar of the files, with their parent directories: files 0644, directories 0755,
+ * owned by root (the sandbox user can read but never change them) or by the sandbox user, root
+ * directory included (a setup sandbox installs dependencies next to them).
  */
-export async function buildTar(files: SandboxFile[]): Promise<Buffer> {
+export async function buildTar(
+  files: SandboxFile[],
+  ownedBy: 'root' | 'sandbox' = 'root',
+): Promise<Buffer> {
   const fileSet = new Set<string>();
   const dirs = new Set<string>();
   for (const file of files) {
@@ -55,7 +61,12 @@ export async function buildTar(files: SandboxFile[]): Promise<Buffer> {
   const collected = (async () => {
     for await (const chunk of archive) chunks.push(chunk as Buffer);
   })();
-  const owner = { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime };
+  const owner =
+    ownedBy === 'root'
+      ? { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime }
+      : { uid: SANDBOX_ID, gid: SANDBOX_ID, uname: 'sandbox', gname: 'sandbox', mtime };
+  if (ownedBy === 'sandbox')
+    archive.entry({ ...owner, name: './', type: 'directory', mode: 0o755 });
   // Parents before children: sorting puts "a" before "a/b".
   for (const dir of [...dirs].sort()) {
     archive.entry({ ...owner, name: `${dir}/`, type: 'directory', mode: 0o755 });

@@ -71,6 +71,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       docker: createDockerClient({ socketPath: config.docker.socketPath }),
       logger: logger.child({ subsystem: 'sandbox' }),
       runtime: config.docker.sandboxRuntime,
+      networkRuntime: config.docker.sandboxNetworkRuntime,
     });
     const infrastructure: Infrastructure = { config, logger, bus, sandbox };
 

@@ -11,7 +11,13 @@ import {
 } from './runner-protocol.js';
 
 export type RunStatus =
-  'SUCCEEDED' | 'HANDLER_ERROR' | 'TIMEOUT' | 'OOM' | 'OUTPUT_LIMIT' | 'SANDBOX_ERROR';
+  | 'SUCCEEDED'
+  | 'HANDLER_ERROR'
+  | 'TIMEOUT'
+  | 'OOM'
+  | 'OUTPUT_LIMIT'
+  | 'PROCESS_LIMIT'
+  | 'SANDBOX_ERROR';
 
 export interface HandlerEvent {
   data: unknown;
@@ -44,6 +50,7 @@ export interface RunOutcome {
 const STREAM_DRAIN_MS = 2_000;
 const EXIT_AFTER_RESULT_MS = 1_000;
 const V8_FATAL_EXIT_CODE = 133;
+const PID_LIMIT_EXIT_CODE = 2;
 const V8_OOM_MESSAGE = /JavaScript (heap )?out of memory/;
 
 /**
@@ -186,9 +193,14 @@ function classify(state: {
     );
   }
   // Under runsc's ptrace platform, hitting the PID limit kills the whole sandbox with exit
-  // code 2 before anything is written (DESIGN §4).
-  if (!ready && exit.exitCode === 2) {
-    return failure('SANDBOX_ERROR', 'ProcessLimit', 'the sandbox hit its process limit');
+  // code 2 and no last words (DESIGN §4); the runner itself never exits with 2 once it has
+  // its nonce.
+  if (exit.exitCode === PID_LIMIT_EXIT_CODE) {
+    return failure(
+      'PROCESS_LIMIT',
+      'ProcessLimit',
+      'the sandbox hit its process limit (too many processes or threads) and was stopped',
+    );
   }
   if (ready) {
     return failure(

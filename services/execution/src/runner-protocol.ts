@@ -2,6 +2,8 @@
 // frame it writes to stdout with a per-sandbox nonce that only it and the service know, so
 // anything else on stdout or stderr is plain output of the handler, never a frame.
 
+import { decodeLogBytes, escapeControls } from './log-text.js';
+
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
 export interface LogLine {
@@ -60,7 +62,7 @@ function parseFrameJson(json: string): Frame | undefined {
         type: 'log',
         line: {
           level: LEVELS[String(frame.level)] ?? 'INFO',
-          message: String(frame.message),
+          message: escapeControls(String(frame.message)),
           time: typeof frame.time === 'number' ? frame.time : Date.now(),
         },
       };
@@ -92,11 +94,11 @@ function toHandlerError(value: unknown): HandlerError {
 
 /**
  * Splits a byte stream into lines. Bytes are decoded per complete line, so a multi-byte
- * character split across chunks survives, and invalid UTF-8 becomes U+FFFD.
+ * character split across chunks survives; invalid UTF-8 and control characters come out as
+ * `\xNN` (log-text.ts).
  */
 export class LineSplitter {
   private pending: Buffer[] = [];
-  private readonly decoder = new TextDecoder('utf-8', { fatal: false });
 
   constructor(private readonly onLine: (line: string) => void) {}
 
@@ -116,7 +118,7 @@ export class LineSplitter {
   }
 
   private emit(): void {
-    const line = this.decoder.decode(Buffer.concat(this.pending));
+    const line = decodeLogBytes(Buffer.concat(this.pending));
     this.pending = [];
     this.onLine(line);
   }

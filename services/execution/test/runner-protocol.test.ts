@@ -60,10 +60,21 @@ describe('LineSplitter', () => {
     expect(lines).toEqual(['one', 't€o', 'three']);
   });
 
-  it('replaces invalid UTF-8 instead of failing', () => {
+  it('escapes invalid UTF-8 and control characters instead of failing', () => {
     const lines: string[] = [];
     const splitter = new LineSplitter((line) => lines.push(line));
-    splitter.push(Buffer.from([0x61, 0xff, 0x62, 0x0a]));
-    expect(lines).toEqual(['a\uFFFDb']);
+    splitter.push(Buffer.from([0x61, 0xff, 0x62, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x00, 0x0a]));
+    expect(lines).toEqual(['a\\xffb\\x1b[31m\\x00']);
+  });
+
+  it('escapes control characters in framed log messages', () => {
+    const frame = parseFrame(
+      `${nonce} {"type":"log","level":"info","message":"\\u001b[2Jred\\r\\tok\\nnext","time":1}`,
+      nonce,
+    );
+    expect(frame).toEqual({
+      type: 'log',
+      line: { level: 'INFO', message: '\\x1b[2Jred\\x0d\tok\nnext', time: 1 },
+    });
   });
 });

@@ -79,6 +79,7 @@ describe('each service as its own process', () => {
       docker: createDockerClient({ socketPath: '/var/run/docker.sock' }),
       logger: createLogger({ level: 'silent' }),
       runtime: 'runsc',
+      networkRuntime: 'runsc-net',
     });
     await removeLabelled(sandbox, { instanceId });
     await deleteTestStream('nats://127.0.0.1:4222', `${subjectPrefix.toUpperCase()}_EVENTS`);

@@ -2,7 +2,14 @@ import { defineEntity, p } from '@mikro-orm/core';
 import type { JsonValue } from '../json-value.js';
 
 export type ExecutionStatusName =
-  'RUNNING' | 'SUCCEEDED' | 'HANDLER_ERROR' | 'TIMEOUT' | 'OOM' | 'OUTPUT_LIMIT' | 'SANDBOX_ERROR';
+  | 'RUNNING'
+  | 'SUCCEEDED'
+  | 'HANDLER_ERROR'
+  | 'TIMEOUT'
+  | 'OOM'
+  | 'OUTPUT_LIMIT'
+  | 'PROCESS_LIMIT'
+  | 'SANDBOX_ERROR';
 
 export interface ExecutionErrorRecord {
   name: string;
@@ -40,6 +47,7 @@ export const ExecutionEntitySchema = defineEntity({
       'TIMEOUT',
       'OOM',
       'OUTPUT_LIMIT',
+      'PROCESS_LIMIT',
       'SANDBOX_ERROR',
     ] as const),
     // What the handler returned, stored as is: a top-level string, number or array round-trips

@@ -1,7 +1,9 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { CreateExecutions } from './0001-create-executions.js';
+import { ProcessLimitStatus } from './0002-process-limit-status.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
   { name: '0001-create-executions', class: CreateExecutions },
+  { name: '0002-process-limit-status', class: ProcessLimitStatus },
 ];

@@ -1,0 +1,26 @@
+export {
+  decideTarget,
+  describeAddress,
+  formatTarget,
+  isPublicAddress,
+  parseAllowNet,
+  parseAllowNetEntry,
+  type AllowNetEntry,
+  type TargetDecision,
+} from './policy.js';
+export {
+  startEgressProxy,
+  type EgressGrant,
+  type EgressLookup,
+  type EgressProxy,
+  type EgressProxyOptions,
+} from './proxy.js';
+export {
+  closeBridgeToHost,
+  closeBridgeToPrivateNetworks,
+  closeHostPort,
+  FIREWALL_CHAIN,
+  FORWARD_CHAIN,
+  openHostPort,
+  type OpenPort,
+} from './firewall.js';
