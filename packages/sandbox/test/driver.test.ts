@@ -84,6 +84,33 @@ describe('SandboxDriver against the engine', () => {
     // The writer container is gone again.
     expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
 
+    const access = { image: tag, volume: name, target: '/code', labels };
+    expect(await driver.readVolumeFile({ ...access, path: 'lib/a.ts', maxBytes: 100 })).toEqual(
+      Buffer.from('export const a = 1;\n'),
+    );
+    expect(await driver.readVolumeFile({ ...access, path: 'nope.ts', maxBytes: 100 })).toBe(
+      undefined,
+    );
+    await expect(
+      driver.readVolumeFile({ ...access, path: 'lib/a.ts', maxBytes: 5 }),
+    ).rejects.toThrow(/larger than 5 bytes/);
+    await driver.writeFiles({
+      ...access,
+      files: [
+        { path: 'b.ts', content: 'x'.repeat(1000) },
+        { path: 'lib/c.ts', content: 'y' },
+      ],
+      owner: 'sandbox',
+    });
+    expect(
+      await driver.volumeUsage({ ...access, stopAbove: { files: 100, bytes: 1 << 20 } }),
+    ).toEqual({ files: 3, bytes: 20 + 1000 + 1 });
+    // Counting stops once a cap is passed.
+    expect(
+      (await driver.volumeUsage({ ...access, stopAbove: { files: 1, bytes: 1 << 20 } })).files,
+    ).toBe(2);
+    expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
+
     await expect(
       driver.writeFiles({
         image: tag,
@@ -138,6 +165,22 @@ describe('SandboxDriver against the engine', () => {
       expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
     } finally {
       await driver.removeVolume(name);
+    }
+  });
+
+  test('networks: created once, reused, refused when they exist with other settings', async () => {
+    const name = `tee-test-net-${suffix}`;
+    const bridge = `tee-t-${suffix}`;
+    try {
+      const first = await driver.ensureNetwork({ name, bridge, internal: true });
+      expect(first).toMatchObject({ name, bridge });
+      expect(first.gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(await driver.ensureNetwork({ name, bridge, internal: true })).toEqual(first);
+      await expect(driver.ensureNetwork({ name, bridge, internal: false })).rejects.toThrow(
+        /exists with other settings/,
+      );
+    } finally {
+      await docker.getNetwork(name).remove();
     }
   });
 });
