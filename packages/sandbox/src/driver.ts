@@ -1,5 +1,5 @@
 import { readdir, readFile, lstat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import type { Socket } from 'node:net';
 import type Docker from 'dockerode';
 import { extract, pack } from 'tar-stream';
@@ -212,9 +212,17 @@ export class SandboxDriver {
    * container that has the volume at `target`.
    */
   async writeFiles(options: WriteFilesOptions): Promise<void> {
-    const archive = await buildTar(options.files, options.owner ?? 'root');
+    // Written from the parent, with the target directory in the tar, so its owner is set too.
+    const archive = await buildTar(
+      options.files,
+      options.owner ?? 'root',
+      basename(options.target),
+    );
     await this.withVolumeContainer(options, async (container) => {
-      await container.putArchive(archive, { path: options.target, noOverwriteDirNonDir: 'true' });
+      await container.putArchive(archive, {
+        path: dirname(options.target),
+        noOverwriteDirNonDir: 'true',
+      });
       this.logger.debug(
         { volume: options.volume, files: options.files.length, bytes: archive.length },
         'files written',

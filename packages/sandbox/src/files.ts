@@ -35,12 +35,15 @@ export function validateFilePath(path: string): void {
 
 /**
  * An in-memory tar of the files, with their parent directories: files 0644, directories 0755,
- * owned by root (the sandbox user can read but never change them) or by the sandbox user, root
- * directory included (a setup sandbox installs dependencies next to them).
+ * owned by root (the sandbox user can read but never change them) or by the sandbox user (a
+ * setup sandbox installs dependencies next to them). With `root`, everything is under that
+ * directory, which is in the tar too: the way to set the owner of a volume's root, since the
+ * engine skips a "./" entry.
  */
 export async function buildTar(
   files: SandboxFile[],
   ownedBy: 'root' | 'sandbox' = 'root',
+  root?: string,
 ): Promise<Buffer> {
   const fileSet = new Set<string>();
   const dirs = new Set<string>();
@@ -65,14 +68,20 @@ export async function buildTar(
     ownedBy === 'root'
       ? { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime }
       : { uid: SANDBOX_ID, gid: SANDBOX_ID, uname: 'sandbox', gname: 'sandbox', mtime };
-  if (ownedBy === 'sandbox')
-    archive.entry({ ...owner, name: './', type: 'directory', mode: 0o755 });
+  const prefix = root === undefined ? '' : `${root}/`;
+  if (root !== undefined) {
+    validateFilePath(root);
+    archive.entry({ ...owner, name: prefix, type: 'directory', mode: 0o755 });
+  }
   // Parents before children: sorting puts "a" before "a/b".
   for (const dir of [...dirs].sort()) {
-    archive.entry({ ...owner, name: `${dir}/`, type: 'directory', mode: 0o755 });
+    archive.entry({ ...owner, name: `${prefix}${dir}/`, type: 'directory', mode: 0o755 });
   }
   for (const file of files) {
-    archive.entry({ ...owner, name: file.path, type: 'file', mode: 0o644 }, file.content);
+    archive.entry(
+      { ...owner, name: `${prefix}${file.path}`, type: 'file', mode: 0o644 },
+      file.content,
+    );
   }
   archive.finalize();
   await collected;

@@ -26,3 +26,4 @@ export {
   type SandboxSpec,
   type WriteFilesOptions,
 } from './driver.js';
+export { caBundleAccess, SANDBOX_CA_BUNDLE_PATH } from './ca-bundle.js';

@@ -1,64 +1,41 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import {
+  CODE_DIR,
+  RUNNER_DIR,
+  RUNNER_ENTRY_PATH,
+  type RuntimeImageDefinition,
+  runtimeImageTag,
+  type SandboxRuntime,
+} from '@assist-tee/runtime-core';
+import {
+  DENO_DEPENDENCY_CACHE_DIR,
+  DENO_DEPENDENCY_RUN_FLAGS,
+  denoInstallPlan,
+} from './dependencies.js';
 
-/** How a runtime's sandbox image is named and run. */
-export interface RuntimeImage {
-  name: 'deno';
-  /** The image tag; it changes whenever the runtime version, runner or image layout changes. */
-  image: string;
-  /** Where the environment volume is mounted. */
-  codeDir: '/code';
-  /** Arguments after the image's entrypoint that run one execution of `mainModule` (relative to codeDir). */
-  command(mainModule: string): string[];
-  /** The container's fixed environment. */
-  env: string[];
-}
-
-export const DENO_CODE_DIR = '/code';
-export const DENO_RUNNER_PATH = '/runner/runner.ts';
 export const DENO_BINARY_PATH = '/usr/bin/deno';
-/** Uid/gid of the sandbox user; matches the driver's container user. */
-export const SANDBOX_UID = 1000;
-
-/** The Dockerfile of the runtime image; the build context holds the root filesystem under rootfs/. */
-export const DENO_DOCKERFILE = `FROM scratch
-COPY rootfs/ /
-LABEL dev.assist-tee.runtime=deno
-USER ${SANDBOX_UID}:${SANDBOX_UID}
-WORKDIR ${DENO_CODE_DIR}
-ENTRYPOINT ["${DENO_BINARY_PATH}"]
-`;
-
-export const DENO_PASSWD = `root:x:0:0:root:/root:/sbin/nologin
-sandbox:x:${SANDBOX_UID}:${SANDBOX_UID}:sandbox:/tmp:/sbin/nologin
-`;
-
-export const DENO_GROUP = `root:x:0:
-sandbox:x:${SANDBOX_UID}:
-`;
 
 // Execution flags, each for a reason:
 // --quiet: no "Download"/"Check" diagnostics mixed into the output;
 // --no-prompt: a missing permission throws instead of waiting for a terminal;
-// --no-config/--no-lock: a deno.json or lock file among the user's modules changes nothing;
-// --no-remote/--no-npm/--cached-only: nothing is fetched (there is no network anyway), so a
-//   remote import fails fast with a clear error;
+// --no-config: a deno.json among the user's modules changes nothing;
+// --cached-only: nothing is fetched at run time (dependencies come with the environment);
+// without dependencies --no-lock/--no-remote/--no-npm make a remote import fail fast with a
+//   clear error; with them, the setup's import map, DENO_DIR and lockfile (--frozen) apply;
 // --no-code-cache: a V8 code cache in /tmp would die with the sandbox; it only costs tmpfs;
 // --allow-read=/code,/runner: the user's modules and the runner, nothing else of the filesystem;
-// --allow-env: the runner sets the event's env and handlers read it.
-// No --allow-net/--allow-write/--allow-run/--allow-ffi/--allow-sys.
+// --allow-env: the runner sets the event's env and handlers read it;
+// --allow-net=<hosts>: only with the environment's permissions.allow_net, and only those hosts.
+// No --allow-write/--allow-run/--allow-ffi/--allow-sys.
 const RUN_FLAGS = [
   'run',
   '--quiet',
   '--no-prompt',
   '--no-config',
-  '--no-lock',
-  '--no-remote',
-  '--no-npm',
   '--cached-only',
   '--no-code-cache',
-  `--allow-read=${DENO_CODE_DIR},/runner`,
+  `--allow-read=${CODE_DIR},${RUNNER_DIR}`,
   '--allow-env',
 ];
 
@@ -81,31 +58,36 @@ export function denoBinaryPackage(): { version: string; binary: string; packageD
   return { version, binary: `${packageDir}/deno`, packageDir };
 }
 
-/** The runner source shipped in this package (runner/runner.ts). */
-export const RUNNER_FILE = new URL('../runner/runner.ts', import.meta.url);
-
-function imageTag(runnerSource: string, version: string): string {
-  const hash = createHash('sha256')
-    .update(runnerSource)
-    .update(DENO_DOCKERFILE)
-    .update(DENO_PASSWD)
-    .update(DENO_GROUP)
-    .digest('hex')
-    .slice(0, 12);
-  return `assist-tee/runtime-deno:${version}-${hash}`;
-}
-
-function createDenoRuntime(): RuntimeImage {
-  const runnerSource = readFileSync(RUNNER_FILE, 'utf8');
-  const { version } = denoBinaryPackage();
+function createDenoImage(): RuntimeImageDefinition {
+  const { version, binary } = denoBinaryPackage();
   return {
-    name: 'deno',
-    image: imageTag(runnerSource, version),
-    codeDir: DENO_CODE_DIR,
-    command: (mainModule) => [...RUN_FLAGS, DENO_RUNNER_PATH, mainModule],
-    env: [...DENO_ENV],
+    runtime: 'deno',
+    version,
+    binary,
+    binaryPath: DENO_BINARY_PATH,
+    runnerEntry: new URL('../runner/runner.ts', import.meta.url),
   };
 }
 
-/** The Deno runtime image; its tag is computed from the files it is built from. */
-export const denoRuntime: RuntimeImage = createDenoRuntime();
+/** What the Deno image is built from. */
+export const denoImage: RuntimeImageDefinition = createDenoImage();
+
+/** The Deno runtime; its image tag is computed from the files it is built from. */
+export const denoRuntime: SandboxRuntime = {
+  name: 'deno',
+  image: runtimeImageTag(denoImage),
+  codeDir: CODE_DIR,
+  command: ({ mainModule, allowNet, dependencies }) => [
+    ...RUN_FLAGS,
+    ...(dependencies ? DENO_DEPENDENCY_RUN_FLAGS : ['--no-lock', '--no-remote', '--no-npm']),
+    ...(allowNet.length > 0 ? [`--allow-net=${allowNet.join(',')}`] : []),
+    RUNNER_ENTRY_PATH,
+    mainModule,
+  ],
+  // DENO_ENV comes first: a later DENO_DIR wins.
+  env: ({ dependencies }) => [
+    ...DENO_ENV,
+    ...(dependencies ? [`DENO_DIR=${DENO_DEPENDENCY_CACHE_DIR}`] : []),
+  ],
+  installPlan: denoInstallPlan,
+};

@@ -2,7 +2,7 @@ import type { Config } from '@assist-tee/config';
 import type { Database } from '@assist-tee/db';
 import type { EventBus } from '@assist-tee/events';
 import type { Logger } from '@assist-tee/logger';
-import type { RuntimeImage } from '@assist-tee/runtime-deno';
+import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
 
 /** What the EnvironmentService's handlers work with. */
@@ -12,5 +12,6 @@ export interface EnvironmentsDeps {
   db: Database;
   bus: EventBus;
   sandbox: SandboxDriver;
-  runtime: RuntimeImage;
+  /** Every runtime an environment can use, by name. */
+  runtimes: SandboxRuntimes;
 }

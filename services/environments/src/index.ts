@@ -1,9 +1,12 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { EnvironmentEntity, environmentsMigrations, openDatabase } from '@assist-tee/db';
 import { EnvironmentService } from '@assist-tee/proto';
+import { bunRuntime } from '@assist-tee/runtime-bun';
+import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
 import type { EnvironmentsDeps } from './deps.js';
+import { prepareSetupNetwork } from './setup/setup-network.js';
 import { createEnvironment } from './rpc/create-environment.js';
 import { deleteEnvironment } from './rpc/delete-environment.js';
 import { getEnvironment } from './rpc/get-environment.js';
@@ -15,8 +18,13 @@ export { validateCreateRequest, modulePathProblem } from './validate-create.js';
 export async function createEnvironmentsService(infrastructure: Infrastructure): Promise<Service> {
   const { config, bus, sandbox } = infrastructure;
   const logger = infrastructure.logger.child({ subsystem: 'environments' });
-  // Modules are written through a created (never started) container of the runtime image.
-  await requireSandboxRuntime(sandbox, config.docker.sandboxRuntime, denoRuntime.image);
+  const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
+  // Modules are written through a created (never started) container of the runtime's image.
+  await requireSandboxRuntime(
+    sandbox,
+    config.docker.sandboxRuntime,
+    Object.values(runtimes).map((runtime) => runtime.image),
+  );
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: 'environments',
@@ -24,7 +32,13 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     migrations: environmentsMigrations,
     logger,
   });
-  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtime: denoRuntime };
+  try {
+    await prepareSetupNetwork(sandbox, config.setup);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes };
   const implementation: ServiceImpl<typeof EnvironmentService> = {
     createEnvironment: createEnvironment(deps),
     getEnvironment: getEnvironment(deps),

@@ -1,5 +1,8 @@
+import { isIP } from 'node:net';
 import type { Config } from '@assist-tee/config';
 import { type CreateEnvironmentRequest, Runtime } from '@assist-tee/proto';
+import { describeAddress, isPublicAddress, parseAllowNetEntry } from '@assist-tee/egress';
+import { type Dependencies, parseNpmSpecifier } from '@assist-tee/runtime-core';
 import { invalidArgument } from '@assist-tee/server';
 
 export interface ModuleFile {
@@ -12,10 +15,15 @@ export interface ValidCreateRequest {
   mainModule: string;
   modules: ModuleFile[];
   modulesSizeBytes: number;
+  dependencies: Dependencies;
+  allowNet: string[];
   allowEnv: string[];
 }
 
-type ModuleLimits = Config['modules'];
+type ModuleLimits = Config['modules'] & Pick<Config['setup'], 'maxDependencies'>;
+
+const MAX_ALLOW_NET = 64;
+const MAX_URL_LENGTH = 2048;
 
 // Module paths are relative, "/"-separated and made of plain names: nothing that could escape
 // the code directory, hide a file, or mean something to a shell or a terminal.
@@ -28,28 +36,28 @@ export function validateCreateRequest(
   limits: ModuleLimits,
 ): ValidCreateRequest {
   if (request.runtime === Runtime.UNSPECIFIED) {
-    throw invalidArgument('runtime', 'is required (RUNTIME_DENO)');
+    throw invalidArgument('runtime', 'is required (RUNTIME_DENO or RUNTIME_BUN)');
   }
-  if (request.runtime !== Runtime.DENO) {
-    // protobuf-es keeps unknown enum numbers as numbers; BUN arrives with the setup issue.
-    const name = Runtime[request.runtime] as string | undefined;
+  if (request.runtime !== Runtime.DENO && request.runtime !== Runtime.BUN) {
+    // protobuf-es keeps unknown enum numbers as numbers.
     throw invalidArgument(
       'runtime',
-      name === undefined
-        ? `unknown runtime ${request.runtime}`
-        : `RUNTIME_${name} is not available yet; use RUNTIME_DENO`,
+      `unknown runtime ${Number(request.runtime)}; use RUNTIME_DENO or RUNTIME_BUN`,
     );
   }
-  const dependencies = request.dependencies;
-  if ((dependencies?.npm.length ?? 0) > 0) {
-    throw invalidArgument('dependencies.npm', 'dependencies are not supported yet');
+  const dependencies = validateDependencies(request, limits.maxDependencies);
+  const allowNet = request.permissions?.allowNet ?? [];
+  if (allowNet.length > MAX_ALLOW_NET) {
+    throw invalidArgument(
+      'permissions.allow_net',
+      `at most ${MAX_ALLOW_NET} entries are allowed, got ${allowNet.length}`,
+    );
   }
-  if ((dependencies?.url.length ?? 0) > 0) {
-    throw invalidArgument('dependencies.url', 'dependencies are not supported yet');
-  }
-  if ((request.permissions?.allowNet.length ?? 0) > 0) {
-    throw invalidArgument('permissions.allow_net', 'network access is not supported yet');
-  }
+  allowNet.forEach((entry, index) => {
+    const parsed = parseAllowNetEntry(entry);
+    if (typeof parsed === 'string')
+      throw invalidArgument(`permissions.allow_net[${index}]`, parsed);
+  });
   const allowEnv = request.permissions?.allowEnv ?? [];
   allowEnv.forEach((name, index) => {
     if (!ENV_NAME.test(name)) {
@@ -100,8 +108,63 @@ export function validateCreateRequest(
     mainModule: request.mainModule,
     modules: modules.sort((a, b) => a.path.localeCompare(b.path)),
     modulesSizeBytes,
+    dependencies,
+    allowNet,
     allowEnv,
   };
+}
+
+function validateDependencies(
+  request: CreateEnvironmentRequest,
+  maxDependencies: number,
+): Dependencies {
+  const npm = request.dependencies?.npm ?? [];
+  const url = request.dependencies?.url ?? [];
+  if (npm.length + url.length > maxDependencies) {
+    throw invalidArgument(
+      'dependencies',
+      `at most ${maxDependencies} dependencies (npm and url together) are allowed, got ${npm.length + url.length}`,
+    );
+  }
+  npm.forEach((spec, index) => {
+    const parsed = parseNpmSpecifier(spec);
+    if (typeof parsed === 'string') throw invalidArgument(`dependencies.npm[${index}]`, parsed);
+  });
+  if (url.length > 0 && request.runtime === Runtime.BUN) {
+    throw invalidArgument(
+      'dependencies.url',
+      'RUNTIME_BUN cannot import modules by URL; use an npm package or RUNTIME_DENO',
+    );
+  }
+  url.forEach((entry, index) => {
+    const problem = moduleUrlProblem(entry);
+    if (problem !== undefined) throw invalidArgument(`dependencies.url[${index}]`, problem);
+  });
+  return { npm: [...npm], url: [...url] };
+}
+
+/** Why `entry` is not an acceptable https module URL, or undefined when it is. */
+export function moduleUrlProblem(entry: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    return `${JSON.stringify(entry)} is not a URL`;
+  }
+  if (url.protocol !== 'https:') return `${JSON.stringify(entry)} must be an https URL`;
+  if (url.username !== '' || url.password !== '') {
+    return `${JSON.stringify(entry)} must not carry credentials`;
+  }
+  if (entry.length > MAX_URL_LENGTH) return `is longer than ${MAX_URL_LENGTH} characters`;
+  if (url.href !== entry) {
+    return `${JSON.stringify(entry)} is not in canonical form; use ${JSON.stringify(url.href)}`;
+  }
+  // The host must be a name or a public address; names are checked again where they resolve.
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) !== 0 && !isPublicAddress(host)) {
+    return `${JSON.stringify(entry)} points at ${describeAddress(host)}`;
+  }
+  return undefined;
 }
 
 /** Why `path` is not an acceptable module path, or undefined when it is. */

@@ -5,7 +5,8 @@ import { CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/proto';
 import { describe, expect, it } from 'vitest';
 import { modulePathProblem, validateCreateRequest } from '../src/validate-create.js';
 
-const limits = loadConfig({}).modules;
+const config = loadConfig({});
+const limits = { ...config.modules, maxDependencies: config.setup.maxDependencies };
 const request = (fields: Parameters<typeof create<typeof CreateEnvironmentRequestSchema>>[1]) =>
   create(CreateEnvironmentRequestSchema, {
     runtime: Runtime.DENO,

@@ -4,8 +4,9 @@ import type { Database } from '@assist-tee/db';
 import type { EventBus } from '@assist-tee/events';
 import type { Logger } from '@assist-tee/logger';
 import type { EnvironmentService } from '@assist-tee/proto';
-import type { RuntimeImage } from '@assist-tee/runtime-deno';
+import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
+import type { Egress } from './egress.js';
 
 /** What the ExecutionService's handlers work with. */
 export interface ExecutionDeps {
@@ -14,7 +15,10 @@ export interface ExecutionDeps {
   db: Database;
   bus: EventBus;
   sandbox: SandboxDriver;
-  runtime: RuntimeImage;
+  /** Every runtime an environment can use, by name. */
+  runtimes: SandboxRuntimes;
+  /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */
+  egress: Egress;
   /** The EnvironmentService: the execution service never reads the environments table. */
   environments: Client<typeof EnvironmentService>;
 }

@@ -10,8 +10,10 @@ import {
   type Execution,
   ExecutionFinishedSchema,
   ExecutionStartedSchema,
+  Runtime,
 } from '@assist-tee/proto';
-import { environmentVolumeName } from '@assist-tee/sandbox';
+import { findRuntime } from '@assist-tee/runtime-core';
+import { caBundleAccess, environmentVolumeName } from '@assist-tee/sandbox';
 import { invalidArgument, notFound, publishAfterCommit } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
@@ -44,6 +46,14 @@ export async function execute(
     );
   }
   const environment = await readyEnvironment(deps, input.environmentId);
+  const runtimeName = Runtime[environment.runtime] ?? String(environment.runtime);
+  const runtime = findRuntime(deps.runtimes, runtimeName);
+  if (runtime === undefined) {
+    throw new ConnectError(
+      `environment ${JSON.stringify(environment.id)} uses runtime ${runtimeName}, which this server cannot run`,
+      Code.FailedPrecondition,
+    );
+  }
   const allowed = new Set(environment.permissions?.allowEnv ?? []);
   for (const name of Object.keys(input.env)) {
     if (!allowed.has(name)) {
@@ -79,17 +89,28 @@ export async function execute(
   });
   await publishAfterCommit(deps.bus, deps.logger, 'execution.started', started);
 
+  const run = {
+    mainModule: environment.mainModule,
+    allowNet: environment.permissions?.allowNet ?? [],
+    dependencies:
+      (environment.dependencies?.npm.length ?? 0) + (environment.dependencies?.url.length ?? 0) > 0,
+  };
+  // With allow_net the sandbox joins the egress network and may use the proxy for this run only.
+  const egress = run.allowNet.length > 0 ? deps.egress.grant(run.allowNet) : undefined;
+  const ca = caBundleAccess(egress === undefined ? '' : deps.config.setup.caBundle);
   let outcome: RunOutcome;
   try {
     outcome = await runHandler({
       driver: deps.sandbox,
       spec: {
-        image: deps.runtime.image,
-        cmd: deps.runtime.command(environment.mainModule),
-        env: deps.runtime.env,
+        image: runtime.image,
+        cmd: runtime.command(run),
+        env: [...runtime.env(run), ...(egress?.env ?? []), ...ca.env],
+        network: egress?.network,
+        files: ca.files,
         volume: {
           name: environmentVolumeName(environment.id),
-          target: deps.runtime.codeDir,
+          target: runtime.codeDir,
           readOnly: true,
         },
         limits: {
@@ -130,6 +151,8 @@ export async function execute(
       outputTruncated: false,
       exitCode: -1,
     };
+  } finally {
+    egress?.revoke();
   }
 
   const finishedAt = new Date();

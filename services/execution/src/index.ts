@@ -2,9 +2,12 @@ import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { ExecutionEntity, executionMigrations, openDatabase } from '@assist-tee/db';
 import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
+import { bunRuntime } from '@assist-tee/runtime-bun';
+import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
+import { type Egress, startEgress } from './egress.js';
 import { execute } from './rpc/execute.js';
 import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
@@ -22,7 +25,12 @@ export async function createExecutionService(
 ): Promise<Service> {
   const { config, bus, sandbox } = infrastructure;
   const logger = infrastructure.logger.child({ subsystem: 'execution' });
-  await requireSandboxRuntime(sandbox, config.docker.sandboxRuntime, denoRuntime.image);
+  const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
+  await requireSandboxRuntime(
+    sandbox,
+    config.docker.sandboxRuntime,
+    Object.values(runtimes).map((runtime) => runtime.image),
+  );
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: 'execution',
@@ -30,6 +38,13 @@ export async function createExecutionService(
     migrations: executionMigrations,
     logger,
   });
+  let egress: Egress;
+  try {
+    egress = await startEgress(sandbox, config.egress, logger.child({ subsystem: 'egress' }));
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
   const environments =
     options.environments ??
     createClient(
@@ -42,7 +57,8 @@ export async function createExecutionService(
     db,
     bus,
     sandbox,
-    runtime: denoRuntime,
+    runtimes,
+    egress,
     environments,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
@@ -56,6 +72,9 @@ export async function createExecutionService(
     routes: (router) => router.service(ExecutionService, implementation),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
     start: async () => {},
-    stop: () => db.close(),
+    stop: async () => {
+      await egress.close();
+      await db.close();
+    },
   };
 }

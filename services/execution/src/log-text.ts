@@ -3,6 +3,7 @@ import { isUtf8 } from 'node:buffer';
 // Log text reaches terminals, JSON and protobuf strings: control characters (ANSI escapes,
 // NUL, carriage returns) and bytes that are not UTF-8 are shown as `\xNN`, so a log line can
 // neither drive the reader's terminal nor hide what the handler wrote. Tab and newline stay.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 
 const hex = (code: number) => `\\x${code.toString(16).padStart(2, '0')}`;

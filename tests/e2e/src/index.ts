@@ -1,3 +1,4 @@
 export * from './example.js';
 export * from './postgres.js';
+export * from './runtimes.js';
 export * from './stack.js';

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { type CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/client';
-import type { MessageInitShape } from '@bufbuild/protobuf';
+import { fromJson, type MessageInitShape } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { queryRows, sumExample, useTestStack } from '../src/index.js';
 
@@ -16,7 +17,12 @@ async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
 }
 
 describe('bad input is refused with the field named, and nothing is created', () => {
-  const tee = useTestStack({ TEE_MAX_MODULE_BYTES: '4096' });
+  const tee = useTestStack({
+    TEE_MAX_MODULE_BYTES: '4096',
+    TEE_MAX_MODULES: '5',
+    TEE_MAX_DEPENDENCIES: '3',
+    TEE_MAX_EVENT_BYTES: '2048',
+  });
 
   const valid: CreateInit = { ...sumExample, runtime: Runtime.DENO };
   it.each<[string, CreateInit, string]>([
@@ -39,7 +45,56 @@ describe('bad input is refused with the field named, and nothing is created', ()
       { ...valid, modules: { ...valid.modules, 'big.ts': 'x'.repeat(4097) } },
       'modules["big.ts"]: ',
     ],
-    ['dependencies', { ...valid, dependencies: { npm: ['date-fns@3'] } }, 'dependencies.npm: '],
+    [
+      'too many modules',
+      { ...valid, modules: Object.fromEntries([1, 2, 3, 4, 5, 6].map((n) => [`m${n}.ts`, ''])) },
+      'modules: at most 5 modules are allowed, got 6',
+    ],
+    [
+      'a URL as npm specifier',
+      { ...valid, dependencies: { npm: ['date-fns@3', 'https://evil.example/x.tgz'] } },
+      'dependencies.npm[1]: ',
+    ],
+    [
+      'a plain-http module URL',
+      { ...valid, dependencies: { url: ['http://example.com/mod.ts'] } },
+      'dependencies.url[0]: "http://example.com/mod.ts" must be an https URL',
+    ],
+    [
+      'a module URL on the metadata address',
+      { ...valid, dependencies: { url: ['https://169.254.169.254/latest'] } },
+      'dependencies.url[0]: ',
+    ],
+    [
+      'a module URL for Bun',
+      { ...valid, runtime: Runtime.BUN, dependencies: { url: ['https://example.com/mod.ts'] } },
+      'dependencies.url: RUNTIME_BUN cannot import modules by URL',
+    ],
+    [
+      'more dependencies than the maximum',
+      { ...valid, dependencies: { npm: ['a', 'b', 'c'], url: ['https://example.com/d.ts'] } },
+      'dependencies: at most 3 dependencies',
+    ],
+    [
+      'a private address in allow_net',
+      { ...valid, permissions: { allowNet: ['example.com', '10.0.0.1:5432'] } },
+      'permissions.allow_net[1]: "10.0.0.1:5432" is a private address',
+    ],
+    [
+      'a URL in allow_net',
+      { ...valid, permissions: { allowNet: ['https://example.com'] } },
+      'permissions.allow_net[0]: ',
+    ],
+    [
+      'an IP-literal trick in allow_net',
+      { ...valid, permissions: { allowNet: ['2130706433'] } },
+      'permissions.allow_net[0]: ',
+    ],
+    [
+      'a bad allow_env name',
+      { ...valid, permissions: { allowEnv: ['OK', 'NOT-OK'] } },
+      'permissions.allow_env[1]: ',
+    ],
   ])('refuses %s', async (_, request, field) => {
     const error = await rejection(tee.client.environments.createEnvironment(request));
     expect(error.code).toBe(Code.InvalidArgument);
@@ -60,6 +115,29 @@ describe('bad input is refused with the field named, and nothing is created', ()
         () => tee.client.executions.execute({ environmentId, limits: { timeoutMs: 10_000_000 } }),
         Code.InvalidArgument,
         'limits.timeout_ms: ',
+      ],
+      [
+        () => tee.client.executions.execute({ environmentId, limits: { memoryMb: 1_000_000 } }),
+        Code.InvalidArgument,
+        'limits.memory_mb: 1000000 is above the maximum of ',
+      ],
+      [
+        () =>
+          tee.client.executions.execute({
+            environmentId,
+            limits: { maxOutputBytes: 1n << 40n },
+          }),
+        Code.InvalidArgument,
+        'limits.max_output_bytes: ',
+      ],
+      [
+        () =>
+          tee.client.executions.execute({
+            environmentId,
+            data: fromJson(ValueSchema, 'x'.repeat(3000)),
+          }),
+        Code.InvalidArgument,
+        'data: the event is ',
       ],
       [
         () => tee.client.executions.execute({ environmentId, env: { SECRET: 'x' } }),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { EnvironmentEntity } from '@assist-tee/db';
+import { EnvironmentEntity, type RuntimeName } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
 import {
   type CreateEnvironmentRequest,
@@ -9,34 +9,45 @@ import {
   CreateEnvironmentResponseSchema,
   EnvironmentCreatedSchema,
   EnvironmentFailedSchema,
+  Runtime,
 } from '@assist-tee/proto';
+import { findRuntime } from '@assist-tee/runtime-core';
 import { publishAfterCommit } from '@assist-tee/server';
-import { environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
+import { environmentVolumeName } from '@assist-tee/sandbox';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
+import { InstallFailedError } from '../setup/install-dependencies.js';
+import { setUpEnvironment } from '../setup/set-up-environment.js';
 import { validateCreateRequest } from '../validate-create.js';
 
 const DEFAULT_TTL_SECONDS = 24 * 60 * 60;
 
 /**
- * Validates the request, stores the modules in a fresh volume and records the environment.
- * The row is written PENDING first so a crash mid-setup leaves a trace the reaper can follow;
- * a failure removes the volume and marks the row FAILED.
+ * Validates the request, stores the modules in a fresh volume, installs the dependencies and
+ * records the environment. The row is written PENDING first so a crash mid-setup leaves a
+ * trace the reaper can follow; a failure removes the volume and marks the row FAILED.
  */
 export function createEnvironment(deps: EnvironmentsDeps) {
   return async (request: CreateEnvironmentRequest): Promise<CreateEnvironmentResponse> => {
-    const valid = validateCreateRequest(request, deps.config.modules);
+    const valid = validateCreateRequest(request, {
+      ...deps.config.modules,
+      maxDependencies: deps.config.setup.maxDependencies,
+    });
+    const runtimeName = Runtime[valid.runtime] as RuntimeName;
+    const runtime = findRuntime(deps.runtimes, runtimeName);
+    // Validation accepts exactly the runtimes this service has; anything else is a bug.
+    if (runtime === undefined) throw new Error(`no sandbox runtime for ${runtimeName}`);
     const em = deps.db.em();
     const now = new Date();
     const row = em.create(EnvironmentEntity, {
       id: randomUUID(),
       status: 'PENDING',
-      runtime: 'DENO',
+      runtime: runtimeName,
       mainModule: valid.mainModule,
       modulePaths: valid.modules.map((module) => module.path),
       modulesSizeBytes: valid.modulesSizeBytes,
-      dependencies: { npm: [], url: [] },
-      permissions: { allowNet: [], allowEnv: valid.allowEnv },
+      dependencies: valid.dependencies,
+      permissions: { allowNet: valid.allowNet, allowEnv: valid.allowEnv },
       ttlSeconds: request.ttlSeconds === 0 ? DEFAULT_TTL_SECONDS : request.ttlSeconds,
       labels: request.labels,
       error: null,
@@ -49,35 +60,24 @@ export function createEnvironment(deps: EnvironmentsDeps) {
     });
     await em.flush();
 
-    const volume = environmentVolumeName(row.id);
-    const labels: SandboxLabels = {
-      owner: 'environments',
-      instanceId: deps.config.instanceId,
-      environmentId: row.id,
-    };
     try {
-      await deps.sandbox.createVolume(volume, labels);
-      await deps.sandbox.writeFiles({
-        image: deps.runtime.image,
-        volume,
-        target: deps.runtime.codeDir,
-        files: valid.modules,
-        labels,
-      });
+      row.lockfile = (await setUpEnvironment(deps, row.id, valid, runtime)).lockfile;
     } catch (error) {
-      deps.logger.error({ err: error, environmentId: row.id }, 'storing modules failed');
+      const userError = error instanceof InstallFailedError;
+      if (!userError) deps.logger.error({ err: error, environmentId: row.id }, 'setup failed');
+      const volume = environmentVolumeName(row.id);
       await deps.sandbox.removeVolume(volume).catch((cleanupError: unknown) => {
         deps.logger.error({ err: cleanupError, volume }, 'removing the volume failed');
       });
       row.status = 'FAILED';
-      row.error = 'storing the modules failed';
+      row.error = userError ? error.message : 'storing the modules failed';
       row.updatedAt = new Date();
       await em.flush();
-      const failed = create(EnvironmentFailedSchema, {
-        ...eventHeader(),
-        environment: toEnvironmentMessage(row),
-      });
+      const environment = toEnvironmentMessage(row);
+      const failed = create(EnvironmentFailedSchema, { ...eventHeader(), environment });
       await publishAfterCommit(deps.bus, deps.logger, 'environment.failed', failed);
+      // A failed install is the caller's to read (like an execution outcome); ours is not.
+      if (userError) return create(CreateEnvironmentResponseSchema, { environment });
       throw new ConnectError('storing the modules failed; try again', Code.Unavailable);
     }
 

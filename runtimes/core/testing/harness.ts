@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
+import { expect } from 'vitest';
 import type { SandboxDriver, SandboxExit, SandboxSpec } from '@assist-tee/sandbox';
 
 export type Frame =
@@ -103,4 +104,15 @@ export function eventFor(data: unknown, env: Record<string, string> = {}, timeou
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** The log messages of a run, in order. */
+export function logMessages(report: RunReport): string[] {
+  return report.frames.flatMap((frame) => (frame.type === 'log' ? [frame.message] : []));
+}
+
+/** The one result frame of a run. */
+export function onlyResult(report: RunReport) {
+  expect(report.results, JSON.stringify(report)).toHaveLength(1);
+  return report.results[0]!;
 }

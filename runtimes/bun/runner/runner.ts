@@ -1,0 +1,47 @@
+// The Bun runner: Bun runs this inside the sandbox as `/runner/runner.ts <main module>`. The
+// protocol lives in ./core.ts (runtimes/core/runner/core.ts, copied next to this file in the
+// image); this file only hands it Bun's stdio, console formatting, exit, env and error events.
+// Everything is captured here, before the core imports any user code.
+import { writeSync } from 'node:fs';
+import utilTypes from 'node:util/types';
+import { type RunnerHost, startRunner } from './core.ts';
+
+// node:fs writeSync is JavaScript in Bun that looks up `isArrayBufferView` on node:util/types at
+// each call, passing it the bytes: user code that replaced it would be handed every frame, nonce
+// included. Pin it before any user code runs.
+Object.defineProperty(utilTypes, 'isArrayBufferView', {
+  value: utilTypes.isArrayBufferView,
+  writable: false,
+  configurable: false,
+});
+
+const write = writeSync;
+const bunInspect = Bun.inspect;
+const exit = process.exit.bind(process);
+const env = process.env;
+const on = process.on.bind(process);
+// Read through Bun's own stream rather than process.stdin: no Node stream machinery in between.
+const stdin = Bun.stdin.stream().getReader();
+const read = stdin.read.bind(stdin);
+const inspectOptions = Object.freeze({ __proto__: null, colors: false });
+
+const host: RunnerHost = {
+  // A blocking write: stdout is a pipe, and a frame must be out before the process exits.
+  writeStdout: (bytes) => write(1, bytes),
+  readStdin: async () => {
+    const { done, value } = await read();
+    return done ? null : value;
+  },
+  inspect: (value) => bunInspect(value, inspectOptions),
+  exit: (code) => exit(code),
+  setEnv: (name, value) => {
+    env[name] = value;
+  },
+  onUncaught: (listener) => {
+    on('uncaughtException', (error) => listener(error));
+    on('unhandledRejection', (reason) => listener(reason));
+  },
+  mainModule: process.argv[2],
+};
+
+startRunner(host);

@@ -1,0 +1,2 @@
+export { BUN_BINARY_PATH, bunBinaryPackage, bunImage, bunRuntime } from './runtime.js';
+export { buildBunImage } from './image.js';

@@ -1,0 +1,38 @@
+/** An environment's third-party code, as CreateEnvironment received it (validated). */
+export interface Dependencies {
+  /** npm specifiers: "date-fns@3", "@scope/name", "zod@^3.23". */
+  npm: string[];
+  /** https module URLs. */
+  url: string[];
+}
+
+/** What a runtime runs, in a setup sandbox with network, to install dependencies into the volume. */
+export interface InstallPlan {
+  /** Generated files written next to the modules first (dependency list, import map, …). */
+  files: { path: string; content: string }[];
+  /** Arguments after the image's entrypoint. */
+  cmd: string[];
+  /** The install's own environment; the service adds registry, CA bundle and proxy settings. */
+  env: string[];
+  /** Where the resolved lockfile lands, relative to the volume's root. */
+  lockfile: string;
+}
+
+// npm's rules for new package names: lowercase, URL-safe, optional scope, at most 214 characters.
+const PACKAGE_NAME = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
+// A version, range or dist-tag: nothing that makes it a URL, a path, a git repo or an alias.
+const VERSION_RANGE = /^[A-Za-z0-9.^~<>=|*+ -]{1,64}$/;
+
+/** The package name and version range of an npm specifier, or a problem explaining why it is not one. */
+export function parseNpmSpecifier(spec: string): { name: string; range?: string } | string {
+  const at = spec.indexOf('@', 1);
+  const name = at === -1 ? spec : spec.slice(0, at);
+  const range = at === -1 ? undefined : spec.slice(at + 1);
+  if (name.length > 214 || !PACKAGE_NAME.test(name)) {
+    return `${JSON.stringify(spec)} is not an npm package specifier like "date-fns@3" or "@scope/name"`;
+  }
+  if (range !== undefined && !VERSION_RANGE.test(range)) {
+    return `${JSON.stringify(spec)} has an unsupported version "${range}" (use a version, range or tag)`;
+  }
+  return range === undefined ? { name } : { name, range };
+}

@@ -1,0 +1,26 @@
+export {
+  CODE_DIR,
+  findRuntime,
+  RUNNER_CORE_PATH,
+  RUNNER_DIR,
+  RUNNER_ENTRY_PATH,
+  SANDBOX_UID,
+  type RunOptions,
+  type SandboxRuntime,
+  type SandboxRuntimeName,
+  type SandboxRuntimes,
+} from './runtime.js';
+export {
+  assembleImageContext,
+  buildRuntimeImage,
+  parseLddOutput,
+  RUNNER_CORE_FILE,
+  runtimeDockerfile,
+  runtimeImageTag,
+  SANDBOX_GROUP,
+  SANDBOX_PASSWD,
+  sharedLibraries,
+  type RuntimeImageDefinition,
+} from './image.js';
+export { runBuildImageCommand } from './build-image-command.js';
+export * from './dependencies.js';

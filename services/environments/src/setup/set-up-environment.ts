@@ -1,0 +1,47 @@
+import type { SandboxRuntime } from '@assist-tee/runtime-core';
+import { environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
+import type { EnvironmentsDeps } from '../deps.js';
+import type { ValidCreateRequest } from '../validate-create.js';
+import { installDependencies } from './install-dependencies.js';
+import { SETUP_NETWORK } from './setup-network.js';
+
+/**
+ * Fills the environment's volume: the modules (root-owned, read-only to the sandbox), then,
+ * when there are dependencies, their install in a setup sandbox. Returns the lockfile. The
+ * caller removes the volume when this throws.
+ */
+export async function setUpEnvironment(
+  deps: EnvironmentsDeps,
+  environmentId: string,
+  valid: ValidCreateRequest,
+  runtime: SandboxRuntime,
+): Promise<{ lockfile: string | null }> {
+  const volume = environmentVolumeName(environmentId);
+  const labels: SandboxLabels = {
+    owner: 'environments',
+    instanceId: deps.config.instanceId,
+    environmentId,
+  };
+  const { npm, url } = valid.dependencies;
+  const withDependencies = npm.length + url.length > 0;
+  await deps.sandbox.createVolume(volume, labels);
+  await deps.sandbox.writeFiles({
+    image: runtime.image,
+    volume,
+    target: runtime.codeDir,
+    files: valid.modules,
+    labels,
+    // The install writes next to the modules; executions mount the volume read-only anyway.
+    owner: withDependencies ? 'sandbox' : 'root',
+  });
+  if (!withDependencies) return { lockfile: null };
+  return installDependencies(
+    {
+      driver: deps.sandbox,
+      setup: deps.config.setup,
+      logger: deps.logger.child({ environmentId }),
+    },
+    { image: runtime.image, volume, codeDir: runtime.codeDir, labels, network: SETUP_NETWORK.name },
+    runtime.installPlan(valid.dependencies),
+  );
+}

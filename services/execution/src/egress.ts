@@ -1,0 +1,66 @@
+import type { Config } from '@assist-tee/config';
+import {
+  closeBridgeToHost,
+  closeHostPort,
+  openHostPort,
+  startEgressProxy,
+} from '@assist-tee/egress';
+import type { Logger } from '@assist-tee/logger';
+import type { SandboxDriver } from '@assist-tee/sandbox';
+
+/**
+ * The network of sandboxes with `allow_net`: internal (no route out), inter-container traffic
+ * off, and closed to the host by the firewall except for the egress proxy's port.
+ */
+export const EGRESS_NETWORK = { name: 'assist-tee-egress', bridge: 'tee-egress0', internal: true };
+
+export interface EgressAccess {
+  network: string;
+  /** Proxy settings for the sandbox's environment; they carry the grant's token. */
+  env: string[];
+  /** Ends the grant and any connection still open under it. */
+  revoke(): void;
+}
+
+export interface Egress {
+  /** Access for one sandbox to exactly the hosts in `allowNet`, through the proxy. */
+  grant(allowNet: readonly string[]): EgressAccess;
+  close(): Promise<void>;
+}
+
+/** Prepares the egress network and its firewall rules, and starts the proxy on its gateway. */
+export async function startEgress(
+  driver: SandboxDriver,
+  config: Config['egress'],
+  logger: Logger,
+): Promise<Egress> {
+  const network = await driver.ensureNetwork(EGRESS_NETWORK);
+  await closeBridgeToHost(network.bridge);
+  const proxy = await startEgressProxy({ host: network.gateway, port: config.proxyPort, logger });
+  const open = { bridge: network.bridge, address: network.gateway, port: proxy.port };
+  try {
+    await openHostPort(open);
+  } catch (error) {
+    await proxy.close();
+    throw error;
+  }
+  logger.info({ proxy: `${network.gateway}:${proxy.port}` }, 'egress proxy listening');
+  return {
+    grant(allowNet) {
+      const grant = proxy.grant(allowNet);
+      const url = grant.proxyUrl(network.gateway);
+      return {
+        network: network.name,
+        // Both spellings: runtimes and libraries differ in which one they read.
+        env: [`HTTP_PROXY=${url}`, `HTTPS_PROXY=${url}`, `http_proxy=${url}`, `https_proxy=${url}`],
+        revoke: () => grant.revoke(),
+      };
+    },
+    async close() {
+      await closeHostPort(open).catch((error: unknown) => {
+        logger.warn({ err: error }, 'removing the egress firewall rule failed');
+      });
+      await proxy.close();
+    },
+  };
+}
