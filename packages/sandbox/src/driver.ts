@@ -39,6 +39,8 @@ export interface SandboxSpec {
   labels: SandboxLabels;
   /** A Docker network to attach to; without one the sandbox has no network at all. */
   network?: string;
+  /** /etc/hosts entries, "name:address". */
+  hosts?: string[];
   /** Host files mounted read-only (e.g. a CA bundle). */
   files?: { source: string; target: string }[];
 }
@@ -388,6 +390,7 @@ export class SandboxDriver {
       HostConfig: {
         Runtime: network === undefined ? this.runtime : this.networkRuntime,
         NetworkMode: network ?? 'none',
+        ExtraHosts: spec.hosts ?? [],
         ReadonlyRootfs: true,
         Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpfsBytes}` },
         ShmSize: SHM_BYTES,

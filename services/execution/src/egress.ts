@@ -1,8 +1,10 @@
+import { isIP } from 'node:net';
 import type { Config } from '@assist-tee/config';
 import {
   closeBridgeToHost,
   closeHostPort,
   openHostPort,
+  parseAllowNet,
   startEgressProxy,
 } from '@assist-tee/egress';
 import type { Logger } from '@assist-tee/logger';
@@ -18,6 +20,12 @@ export interface EgressAccess {
   network: string;
   /** Proxy settings for the sandbox's environment; they carry the grant's token. */
   env: string[];
+  /**
+   * /etc/hosts entries pointing the allowed names at the proxy. The sandbox has no DNS, and
+   * Deno resolves a name before it asks the proxy (waiting out a DNS timeout otherwise); the
+   * proxy does the real resolution.
+   */
+  hosts: string[];
   /** Ends the grant and any connection still open under it. */
   revoke(): void;
 }
@@ -53,6 +61,9 @@ export async function startEgress(
         network: network.name,
         // Both spellings: runtimes and libraries differ in which one they read.
         env: [`HTTP_PROXY=${url}`, `HTTPS_PROXY=${url}`, `http_proxy=${url}`, `https_proxy=${url}`],
+        hosts: parseAllowNet(allowNet)
+          .filter((entry) => isIP(entry.host) === 0)
+          .map((entry) => `${entry.host}:${network.gateway}`),
         revoke: () => grant.revoke(),
       };
     },

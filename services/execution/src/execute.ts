@@ -107,6 +107,7 @@ export async function execute(
         cmd: runtime.command(run),
         env: [...runtime.env(run), ...(egress?.env ?? []), ...ca.env],
         network: egress?.network,
+        hosts: egress?.hosts,
         files: ca.files,
         volume: {
           name: environmentVolumeName(environment.id),

@@ -14,6 +14,9 @@ interface ComposeService {
   environment?: Record<string, string>;
   volumes?: (string | { source: string; target: string })[];
   depends_on?: Record<string, { condition: string }>;
+  network_mode?: string;
+  cap_add?: string[];
+  command?: string[];
 }
 
 // The stack cannot run here (no image registry), so it is validated instead: by docker-compose
@@ -65,5 +68,13 @@ describe('docker-compose.yml', async () => {
     expect(services.environments?.depends_on?.images?.condition).toBe(
       'service_completed_successfully',
     );
+  });
+
+  it('lets the sandbox services set host firewall rules and serve the egress proxy on a bridge', () => {
+    for (const name of ['environments', 'execution']) {
+      expect(services[name]?.network_mode).toBe('host');
+      expect(services[name]?.cap_add).toContain('NET_ADMIN');
+    }
+    expect(services.images?.command?.join(' ')).toMatch(/deno.*build-image.*bun.*build-image/);
   });
 });

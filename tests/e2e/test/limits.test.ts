@@ -2,7 +2,7 @@ import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson, type JsonObject, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { handlerModules, RUNTIMES, sumExample, useTestStack } from '../src/index.js';
+import { handlerModules, NAMED_RUNTIMES, sumExample, useTestStack } from '../src/index.js';
 
 const LIMIT_STATUSES = [
   ExecutionStatus.PROCESS_LIMIT,
@@ -73,7 +73,7 @@ describe('limits, env and output escaping', () => {
     expect(LIMIT_STATUSES).toContain(execution.status);
   });
 
-  describe.each(RUNTIMES)('runtime %s', (runtime) => {
+  describe.each(NAMED_RUNTIMES)('on %s', (_, runtime) => {
     it('passes allowed env to event.env and the process environment, and nothing of the host', async () => {
       const execution = await run(
         runtime,
