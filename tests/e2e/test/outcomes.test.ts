@@ -1,4 +1,4 @@
-import { ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus } from '@assist-tee/client';
 import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
