@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import {
   CODE_DIR,
+  npmBinaryPackage,
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   type RuntimeImageDefinition,
@@ -61,13 +60,8 @@ const BUN_ENV = [
 ];
 
 /** The npm package that ships the Linux x64 bun binary, and the binary in it. */
-export function bunBinaryPackage(): { version: string; binary: string; packageDir: string } {
-  const require = createRequire(import.meta.url);
-  const packageJson = require.resolve('@oven/bun-linux-x64/package.json');
-  const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
-  const packageDir = packageJson.slice(0, -'/package.json'.length);
-  return { version, binary: `${packageDir}/bin/bun`, packageDir };
-}
+export const bunBinaryPackage = () =>
+  npmBinaryPackage('@oven/bun-linux-x64', 'bin/bun', import.meta.url);
 
 function createBunImage(): RuntimeImageDefinition {
   const { version, binary } = bunBinaryPackage();

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import {
   chmod,
@@ -204,4 +205,18 @@ async function writeText(path: string, content: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, content, { mode: 0o644 });
   await chmod(path, 0o644);
+}
+
+/**
+ * The version and binary of an npm package that ships a runtime binary, resolved the way the
+ * calling module (`from`, its import.meta.url) sees its dependencies.
+ */
+export function npmBinaryPackage(
+  packageName: string,
+  binaryPath: string,
+  from: string,
+): { version: string; binary: string } {
+  const packageJson = createRequire(from).resolve(`${packageName}/package.json`);
+  const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
+  return { version, binary: join(dirname(packageJson), binaryPath) };
 }

@@ -12,6 +12,7 @@ export {
 } from './runtime.js';
 export {
   assembleImageContext,
+  npmBinaryPackage,
   buildRuntimeImage,
   parseLddOutput,
   RUNNER_CORE_FILE,

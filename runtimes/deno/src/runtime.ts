@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import {
   CODE_DIR,
+  npmBinaryPackage,
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   type RuntimeImageDefinition,
@@ -50,13 +49,8 @@ const DENO_ENV = [
 ];
 
 /** The npm package that ships the Linux x64 deno binary, and the binary in it. */
-export function denoBinaryPackage(): { version: string; binary: string; packageDir: string } {
-  const require = createRequire(import.meta.url);
-  const packageJson = require.resolve('@deno/linux-x64-glibc/package.json');
-  const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
-  const packageDir = packageJson.slice(0, -'/package.json'.length);
-  return { version, binary: `${packageDir}/deno`, packageDir };
-}
+export const denoBinaryPackage = () =>
+  npmBinaryPackage('@deno/linux-x64-glibc', 'deno', import.meta.url);
 
 function createDenoImage(): RuntimeImageDefinition {
   const { version, binary } = denoBinaryPackage();

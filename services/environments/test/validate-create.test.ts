@@ -52,11 +52,32 @@ describe('validateCreateRequest', () => {
       'modules["main"]',
       'directory',
     ],
-    [{ dependencies: { npm: ['date-fns@3'], url: [] } }, 'dependencies.npm', 'not supported'],
+    [{ dependencies: { npm: ['ok', 'git+ssh://x'], url: [] } }, 'dependencies.npm[1]', 'npm'],
     [
-      { permissions: { allowNet: ['example.com'], allowEnv: [] } },
-      'permissions.allow_net',
-      'not supported',
+      { dependencies: { npm: [], url: ['https://A.example/x.ts'] } },
+      'dependencies.url[0]',
+      'canonical',
+    ],
+    [
+      { dependencies: { npm: [], url: ['https://u:p@a.example/x.ts'] } },
+      'dependencies.url[0]',
+      'credentials',
+    ],
+    [{ dependencies: { npm: [], url: ['https://[::1]/x.ts'] } }, 'dependencies.url[0]', 'loopback'],
+    [
+      { runtime: Runtime.BUN, dependencies: { npm: [], url: ['https://a.example/x.ts'] } },
+      'dependencies.url',
+      'RUNTIME_BUN cannot import modules by URL',
+    ],
+    [
+      { dependencies: { npm: Array.from({ length: 40 }, (_, i) => `p${i}`), url: [] } },
+      'dependencies',
+      'at most 32',
+    ],
+    [
+      { permissions: { allowNet: ['example.com', '169.254.169.254'], allowEnv: [] } },
+      'permissions.allow_net[1]',
+      'link-local',
     ],
     [
       { permissions: { allowNet: [], allowEnv: ['BAD-NAME'] } },
@@ -68,6 +89,21 @@ describe('validateCreateRequest', () => {
     expect(error.code).toBe(Code.InvalidArgument);
     expect(error.rawMessage.startsWith(`${field}: `)).toBe(true);
     expect(error.rawMessage).toContain(problem);
+  });
+
+  it('accepts dependencies and network permissions, and returns them', () => {
+    const valid = validateCreateRequest(
+      request({
+        dependencies: { npm: ['date-fns@3', '@scope/pkg'], url: ['https://a.example/mod.ts'] },
+        permissions: { allowNet: ['registry.npmjs.org', 'api.example.com:443'], allowEnv: [] },
+      }),
+      limits,
+    );
+    expect(valid.dependencies).toEqual({
+      npm: ['date-fns@3', '@scope/pkg'],
+      url: ['https://a.example/mod.ts'],
+    });
+    expect(valid.allowNet).toEqual(['registry.npmjs.org', 'api.example.com:443']);
   });
 
   it('rejects an oversized module and too many modules', () => {

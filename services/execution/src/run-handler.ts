@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
+import type { ExecutionStatusName } from '@assist-tee/db';
 import type { Logger } from '@assist-tee/logger';
 import type { SandboxDriver, SandboxExit, SandboxSpec } from '@assist-tee/sandbox';
 import {
@@ -10,14 +11,8 @@ import {
   splitFrameLine,
 } from './runner-protocol.js';
 
-export type RunStatus =
-  | 'SUCCEEDED'
-  | 'HANDLER_ERROR'
-  | 'TIMEOUT'
-  | 'OOM'
-  | 'OUTPUT_LIMIT'
-  | 'PROCESS_LIMIT'
-  | 'SANDBOX_ERROR';
+/** How a run ended: every execution status but RUNNING. */
+export type RunStatus = Exclude<ExecutionStatusName, 'RUNNING'>;
 
 export interface HandlerEvent {
   data: unknown;

@@ -1,4 +1,4 @@
-// The service's side of the runner protocol (runtimes/deno/runner): the runner prefixes every
+// The service's side of the runner protocol (runtimes/core/runner/core.ts): the runner prefixes every
 // frame it writes to stdout with a per-sandbox nonce that only it and the service know, so
 // anything else on stdout or stderr is plain output of the handler, never a frame.
 
