@@ -24,7 +24,10 @@ describe('openDatabase', () => {
           )
         ).map((row) => row.name);
       expect(await applied('environments')).toEqual(['0001-create-environments']);
-      expect(await applied('execution')).toEqual(['0001-create-executions']);
+      expect(await applied('execution')).toEqual([
+        '0001-create-executions',
+        '0002-process-limit-status',
+      ]);
 
       // A second open (a restart, another replica) finds nothing pending.
       const again = await openEnvironments(database.url);
