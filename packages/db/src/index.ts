@@ -2,3 +2,4 @@ export * from './database.js';
 export type { JsonValue } from './json-value.js';
 export * from './environments/index.js';
 export * from './execution/index.js';
+export * from './outbox/outbox-entity.js';

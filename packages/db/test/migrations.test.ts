@@ -23,17 +23,24 @@ describe('openDatabase', () => {
             `select name from "${schema}"."mikro_orm_migrations" order by id`,
           )
         ).map((row) => row.name);
-      expect(await applied('environments')).toEqual(['0001-create-environments']);
+      expect(await applied('environments')).toEqual([
+        '0001-create-environments',
+        '0002-create-outbox',
+      ]);
       expect(await applied('execution')).toEqual([
         '0001-create-executions',
         '0002-process-limit-status',
+        '0003-create-outbox',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.
       const again = await openEnvironments(database.url);
       expect(await again.orm.migrator.getPending()).toEqual([]);
       await again.close();
-      expect(await applied('environments')).toEqual(['0001-create-environments']);
+      expect(await applied('environments')).toEqual([
+        '0001-create-environments',
+        '0002-create-outbox',
+      ]);
     } finally {
       await environments.close();
       await execution.close();

@@ -1,8 +1,10 @@
 import { createLogger, type Logger } from '@assist-tee/logger';
 import {
   EnvironmentEntity,
+  EnvironmentsOutboxEntity,
   environmentsMigrations,
   ExecutionEntity,
+  ExecutionOutboxEntity,
   executionMigrations,
   openDatabase,
   type Database,
@@ -15,7 +17,7 @@ export const openEnvironments = (url: string): Promise<Database> =>
   openDatabase({
     url,
     schema: 'environments',
-    entities: [EnvironmentEntity],
+    entities: [EnvironmentEntity, EnvironmentsOutboxEntity],
     migrations: environmentsMigrations,
     logger: testLogger(),
   });
@@ -24,7 +26,7 @@ export const openExecution = (url: string): Promise<Database> =>
   openDatabase({
     url,
     schema: 'execution',
-    entities: [ExecutionEntity],
+    entities: [ExecutionEntity, ExecutionOutboxEntity],
     migrations: executionMigrations,
     logger: testLogger(),
   });

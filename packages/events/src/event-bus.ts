@@ -1,5 +1,3 @@
-import type { DescMessage } from '@bufbuild/protobuf';
-import { toBinary } from '@bufbuild/protobuf';
 import {
   DiscardPolicy,
   jetstream,
@@ -13,11 +11,11 @@ import type { Logger } from '@assist-tee/logger';
 import { type Consumption, type ConsumeOptions, startConsumer } from './durable-consumer.js';
 import {
   assertSubjectPrefix,
+  encodeEvent,
   eventStreamName,
   eventSubject,
   type EventMessage,
   type EventType,
-  eventTypes,
   isEventType,
 } from './event-types.js';
 
@@ -40,6 +38,8 @@ export interface EventBus {
    * JetStream has stored it, so re-publishing the same event id is a no-op.
    */
   publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void>;
+  /** publish() of an event already encoded (encodeEvent), e.g. read back from an outbox. */
+  publishEncoded(type: EventType, eventId: string, data: Uint8Array): Promise<void>;
   /**
    * A durable pull consumer on these types: acks after handle() resolves, redelivers with a
    * delay when it throws, gives up after maxDeliver. Processes with the same durable name
@@ -132,15 +132,16 @@ class JetStreamEventBus implements EventBus {
   }
 
   async publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void> {
+    await this.publishEncoded(type, message.eventId, encodeEvent(type, message));
+  }
+
+  async publishEncoded(type: EventType, eventId: string, data: Uint8Array): Promise<void> {
     if (!isEventType(type)) throw new Error(`unknown event type ${JSON.stringify(type)}`);
-    if (message.eventId === '') throw new Error(`the ${type} event has no eventId`);
-    const data = toBinary(eventTypes[type] as DescMessage, message);
+    if (eventId === '') throw new Error(`the ${type} event has no eventId`);
     const ack = await this.js.publish(eventSubject(this.subjectPrefix, type), data, {
-      msgID: message.eventId,
+      msgID: eventId,
     });
-    if (ack.duplicate) {
-      this.logger.debug({ type, eventId: message.eventId }, 'event already published');
-    }
+    if (ack.duplicate) this.logger.debug({ type, eventId }, 'event already published');
   }
 
   async consume(options: ConsumeOptions): Promise<Consumption> {

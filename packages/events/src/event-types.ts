@@ -1,4 +1,4 @@
-import { type DescMessage, fromBinary, type MessageShape } from '@bufbuild/protobuf';
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from '@bufbuild/protobuf';
 import { type Timestamp, timestampNow } from '@bufbuild/protobuf/wkt';
 import {
   EnvironmentCreatedSchema,
@@ -83,4 +83,11 @@ export function decodeEvent(prefix: string, subject: string, data: Uint8Array): 
   // Every publisher sets it (it is the dedup key); without it the bytes were not an event.
   if (message.eventId === '') throw new EventDecodeError(`the ${type} event has no event id`);
   return { type, message } as DecodedEvent;
+}
+
+/** The protobuf binary of an event, as it is published (and stored in an outbox). */
+export function encodeEvent<T extends EventType>(type: T, message: EventMessage<T>): Uint8Array {
+  if (!isEventType(type)) throw new Error(`unknown event type ${JSON.stringify(type)}`);
+  if (message.eventId === '') throw new Error(`the ${type} event has no eventId`);
+  return toBinary(eventTypes[type] as DescMessage, message);
 }

@@ -1,5 +1,6 @@
 export {
   decodeEvent,
+  encodeEvent,
   EventDecodeError,
   eventHeader,
   eventStreamName,

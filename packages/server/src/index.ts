@@ -3,6 +3,5 @@ export * from './health.js';
 export * from './http-server.js';
 export * from './pagination.js';
 export * from './process.js';
-export * from './publish.js';
 export * from './ids.js';
 export * from './sandbox-runtime.js';

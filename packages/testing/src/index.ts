@@ -2,3 +2,4 @@ export * from './names.js';
 export * from './postgres.js';
 export * from './nats.js';
 export * from './docker.js';
+export * from './nats-server.js';

@@ -2,6 +2,7 @@ import type { Config } from '@assist-tee/config';
 import type { Database } from '@assist-tee/db';
 import type { EventBus } from '@assist-tee/events';
 import type { Logger } from '@assist-tee/logger';
+import type { Outbox } from '@assist-tee/outbox';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
 
@@ -12,6 +13,8 @@ export interface EnvironmentsDeps {
   db: Database;
   bus: EventBus;
   sandbox: SandboxDriver;
+  /** Events are written here with the state they describe, and relayed to JetStream. */
+  outbox: Outbox;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
 }

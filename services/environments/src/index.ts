@@ -1,5 +1,11 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { EnvironmentEntity, environmentsMigrations, openDatabase } from '@assist-tee/db';
+import {
+  EnvironmentEntity,
+  EnvironmentsOutboxEntity,
+  environmentsMigrations,
+  openDatabase,
+} from '@assist-tee/db';
+import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
@@ -28,7 +34,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: 'environments',
-    entities: [EnvironmentEntity],
+    entities: [EnvironmentEntity, EnvironmentsOutboxEntity],
     migrations: environmentsMigrations,
     logger,
   });
@@ -38,7 +44,13 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     await db.close();
     throw error;
   }
-  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes };
+  const outbox = startOutbox({
+    db,
+    entity: EnvironmentsOutboxEntity,
+    bus,
+    logger: logger.child({ component: 'outbox' }),
+  });
+  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes, outbox };
   const implementation: ServiceImpl<typeof EnvironmentService> = {
     createEnvironment: createEnvironment(deps),
     getEnvironment: getEnvironment(deps),
@@ -50,6 +62,9 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     routes: (router) => router.service(EnvironmentService, implementation),
     healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
     start: async () => {},
-    stop: () => db.close(),
+    stop: async () => {
+      await outbox.close();
+      await db.close();
+    },
   };
 }

@@ -3,6 +3,7 @@ import type { Config } from '@assist-tee/config';
 import type { Database } from '@assist-tee/db';
 import type { EventBus } from '@assist-tee/events';
 import type { Logger } from '@assist-tee/logger';
+import type { Outbox } from '@assist-tee/outbox';
 import type { EnvironmentService } from '@assist-tee/proto';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
@@ -15,6 +16,8 @@ export interface ExecutionDeps {
   db: Database;
   bus: EventBus;
   sandbox: SandboxDriver;
+  /** Events are written here with the state they describe, and relayed to JetStream. */
+  outbox: Outbox;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */

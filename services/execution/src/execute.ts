@@ -14,7 +14,7 @@ import {
 } from '@assist-tee/proto';
 import { findRuntime } from '@assist-tee/runtime-core';
 import { caBundleAccess, environmentVolumeName } from '@assist-tee/sandbox';
-import { invalidArgument, notFound, publishAfterCommit } from '@assist-tee/server';
+import { invalidArgument, notFound } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
 import { resolveLimits } from './limits.js';
@@ -81,13 +81,12 @@ export async function execute(
     createdAt: new Date(startedAt),
     finishedAt: null,
   });
-  await em.flush();
   const started = create(ExecutionStartedSchema, {
     ...eventHeader(),
     executionId: row.id,
     environmentId: environment.id,
   });
-  await publishAfterCommit(deps.bus, deps.logger, 'execution.started', started);
+  await deps.outbox.flushWith(em, 'execution.started', started);
 
   const run = {
     mainModule: environment.mainModule,
@@ -167,12 +166,11 @@ export async function execute(
     durationMs: finishedAt.getTime() - startedAt,
     finishedAt,
   });
-  await em.flush();
   const finished = create(ExecutionFinishedSchema, {
     ...eventHeader(),
     execution: toExecutionMessage(row, { brief: true }),
   });
-  await publishAfterCommit(deps.bus, deps.logger, 'execution.finished', finished);
+  await deps.outbox.flushWith(em, 'execution.finished', finished);
   deps.logger.info(
     { executionId: row.id, status: row.status, durationMs: row.durationMs },
     'execution finished',

@@ -1,6 +1,12 @@
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { ExecutionEntity, executionMigrations, openDatabase } from '@assist-tee/db';
+import {
+  ExecutionEntity,
+  ExecutionOutboxEntity,
+  executionMigrations,
+  openDatabase,
+} from '@assist-tee/db';
+import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
@@ -34,7 +40,7 @@ export async function createExecutionService(
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: 'execution',
-    entities: [ExecutionEntity],
+    entities: [ExecutionEntity, ExecutionOutboxEntity],
     migrations: executionMigrations,
     logger,
   });
@@ -45,6 +51,12 @@ export async function createExecutionService(
     await db.close();
     throw error;
   }
+  const outbox = startOutbox({
+    db,
+    entity: ExecutionOutboxEntity,
+    bus,
+    logger: logger.child({ component: 'outbox' }),
+  });
   const environments =
     options.environments ??
     createClient(
@@ -59,6 +71,7 @@ export async function createExecutionService(
     sandbox,
     runtimes,
     egress,
+    outbox,
     environments,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
@@ -74,6 +87,7 @@ export async function createExecutionService(
     start: async () => {},
     stop: async () => {
       await egress.close();
+      await outbox.close();
       await db.close();
     },
   };

@@ -12,7 +12,6 @@ import {
   Runtime,
 } from '@assist-tee/proto';
 import { findRuntime } from '@assist-tee/runtime-core';
-import { publishAfterCommit } from '@assist-tee/server';
 import { environmentVolumeName } from '@assist-tee/sandbox';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
@@ -72,10 +71,9 @@ export function createEnvironment(deps: EnvironmentsDeps) {
       row.status = 'FAILED';
       row.error = userError ? error.message : 'storing the modules failed';
       row.updatedAt = new Date();
-      await em.flush();
       const environment = toEnvironmentMessage(row);
       const failed = create(EnvironmentFailedSchema, { ...eventHeader(), environment });
-      await publishAfterCommit(deps.bus, deps.logger, 'environment.failed', failed);
+      await deps.outbox.flushWith(em, 'environment.failed', failed);
       // A failed install is the caller's to read (like an execution outcome); ours is not.
       if (userError) return create(CreateEnvironmentResponseSchema, { environment });
       throw new ConnectError('storing the modules failed; try again', Code.Unavailable);
@@ -83,10 +81,9 @@ export function createEnvironment(deps: EnvironmentsDeps) {
 
     row.status = 'READY';
     row.updatedAt = new Date();
-    await em.flush();
     const environment = toEnvironmentMessage(row);
     const created = create(EnvironmentCreatedSchema, { ...eventHeader(), environment });
-    await publishAfterCommit(deps.bus, deps.logger, 'environment.created', created);
+    await deps.outbox.flushWith(em, 'environment.created', created);
     deps.logger.info({ environmentId: row.id, modules: valid.modules.length }, 'environment ready');
     return create(CreateEnvironmentResponseSchema, { environment });
   };

@@ -8,7 +8,7 @@ import {
   EnvironmentDeletedSchema,
 } from '@assist-tee/proto';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import { notFound, publishAfterCommit } from '@assist-tee/server';
+import { notFound } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { findEnvironment } from './get-environment.js';
@@ -27,15 +27,14 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     row.status = 'DELETED';
     row.deletedAt = now;
     row.updatedAt = now;
-    await em.flush();
-
-    await removeVolumeWithRetry(deps, environmentVolumeName(row.id));
     const deleted = create(EnvironmentDeletedSchema, {
       ...eventHeader(),
       environmentId: row.id,
       reason: DeletionReason.REQUESTED,
     });
-    await publishAfterCommit(deps.bus, deps.logger, 'environment.deleted', deleted);
+    await deps.outbox.flushWith(em, 'environment.deleted', deleted);
+
+    await removeVolumeWithRetry(deps, environmentVolumeName(row.id));
     deps.logger.info({ environmentId: row.id }, 'environment deleted');
     return create(DeleteEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) });
   };

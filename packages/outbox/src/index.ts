@@ -1,0 +1,1 @@
+export { startOutbox, type Outbox, type OutboxOptions } from './outbox.js';

@@ -1,0 +1,103 @@
+import { create } from '@bufbuild/protobuf';
+import {
+  type Database,
+  ExecutionEntity,
+  ExecutionOutboxEntity,
+  executionMigrations,
+  openDatabase,
+} from '@assist-tee/db';
+import { connectEventBus, type EventBus, eventHeader } from '@assist-tee/events';
+import { createLogger } from '@assist-tee/logger';
+import { ExecutionStartedSchema } from '@assist-tee/proto';
+import {
+  collectEvents,
+  createTestDatabase,
+  type PrivateNatsServer,
+  startPrivateNatsServer,
+  type TestDatabase,
+  testSubjectPrefix,
+} from '@assist-tee/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Outbox, startOutbox } from '../src/index.js';
+
+const logger = createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'silent' });
+const started = (executionId: string) =>
+  create(ExecutionStartedSchema, { ...eventHeader(), executionId, environmentId: executionId });
+
+// Real Postgres, and a NATS server of this test's own so it can be stopped and started.
+describe('the transactional outbox', () => {
+  let database: TestDatabase;
+  let nats: PrivateNatsServer;
+  let db: Database;
+  let bus: EventBus;
+  let outbox: Outbox;
+  const prefix = testSubjectPrefix();
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    nats = await startPrivateNatsServer();
+    db = await openDatabase({
+      url: database.url,
+      schema: 'execution',
+      entities: [ExecutionEntity, ExecutionOutboxEntity],
+      migrations: executionMigrations,
+      logger,
+    });
+    bus = await connectEventBus({ servers: nats.url, subjectPrefix: prefix, name: 'test', logger });
+    outbox = startOutbox({ db, entity: ExecutionOutboxEntity, bus, logger, retryMs: 200 });
+  });
+  afterAll(async () => {
+    await outbox?.close();
+    await bus?.close();
+    await db?.close();
+    await nats?.destroy();
+    await database?.drop();
+  });
+
+  const pending = () => db.em().count(ExecutionOutboxEntity, { publishedAt: null });
+
+  it('writes nothing when the transaction that carries the event rolls back', async () => {
+    const event = started('00000000-0000-4000-8000-000000000001');
+    await expect(
+      db.em().transactional(async (em) => {
+        outbox.add(em, 'execution.started', event);
+        await em.flush();
+        throw new Error('the state change failed');
+      }),
+    ).rejects.toThrow('the state change failed');
+    expect(await db.em().count(ExecutionOutboxEntity, { eventId: event.eventId })).toBe(0);
+  });
+
+  it('publishes with the event id as Nats-Msg-Id, and keeps events while NATS is down', async () => {
+    const events = await collectEvents(nats.url, prefix);
+    try {
+      const first = started('00000000-0000-4000-8000-000000000002');
+      await outbox.flushWith(db.em(), 'execution.started', first);
+      await events.waitFor((seen) => seen.some((e) => e.message.eventId === first.eventId));
+
+      await nats.stop();
+      const whileDown = [3, 4, 5].map((n) => started(`00000000-0000-4000-8000-00000000000${n}`));
+      for (const event of whileDown) {
+        // The state change (here: only the event) commits; nothing waits for NATS.
+        await outbox.flushWith(db.em(), 'execution.started', event);
+      }
+      expect(await pending()).toBe(3);
+
+      await nats.start();
+      expect(await outbox.drained(30_000)).toBe(true);
+      const seen = await events.waitFor(
+        (all) => whileDown.every((event) => all.some((e) => e.message.eventId === event.eventId)),
+        30_000,
+      );
+      // Exactly once per event id, in the order they were written.
+      const ids = seen.map((event) => event.message.eventId);
+      expect(ids).toEqual([first.eventId, ...whileDown.map((event) => event.eventId)]);
+      // Publishing an event again is dropped by JetStream's duplicate window.
+      await bus.publish('execution.started', first);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(events.events.map((event) => event.message.eventId)).toEqual(ids);
+    } finally {
+      await events.stop();
+    }
+  });
+});
