@@ -26,6 +26,7 @@ describe('openDatabase', () => {
       expect(await applied('environments')).toEqual([
         '0001-create-environments',
         '0002-create-outbox',
+        '0003-create-processed-event',
       ]);
       expect(await applied('execution')).toEqual([
         '0001-create-executions',
@@ -40,6 +41,7 @@ describe('openDatabase', () => {
       expect(await applied('environments')).toEqual([
         '0001-create-environments',
         '0002-create-outbox',
+        '0003-create-processed-event',
       ]);
     } finally {
       await environments.close();

@@ -7,6 +7,7 @@ import {
   ExecutionOutboxEntity,
   executionMigrations,
   openDatabase,
+  ProcessedEventEntity,
   type Database,
 } from '../src/index.js';
 
@@ -17,7 +18,7 @@ export const openEnvironments = (url: string): Promise<Database> =>
   openDatabase({
     url,
     schema: 'environments',
-    entities: [EnvironmentEntity, EnvironmentsOutboxEntity],
+    entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
     migrations: environmentsMigrations,
     logger: testLogger(),
   });

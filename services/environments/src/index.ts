@@ -4,13 +4,16 @@ import {
   EnvironmentsOutboxEntity,
   environmentsMigrations,
   openDatabase,
+  ProcessedEventEntity,
 } from '@assist-tee/db';
+import type { Consumption } from '@assist-tee/events';
 import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
+import { recordExecutionFinished } from './consumers/record-execution.js';
 import type { EnvironmentsDeps } from './deps.js';
 import { prepareSetupNetwork } from './setup/setup-network.js';
 import { createEnvironment } from './rpc/create-environment.js';
@@ -34,7 +37,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: 'environments',
-    entities: [EnvironmentEntity, EnvironmentsOutboxEntity],
+    entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
     migrations: environmentsMigrations,
     logger,
   });
@@ -51,6 +54,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     logger: logger.child({ component: 'outbox' }),
   });
   const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes, outbox };
+  let consumer: Consumption | undefined;
   const implementation: ServiceImpl<typeof EnvironmentService> = {
     createEnvironment: createEnvironment(deps),
     getEnvironment: getEnvironment(deps),
@@ -61,8 +65,15 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     name: 'environments',
     routes: (router) => router.service(EnvironmentService, implementation),
     healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
-    start: async () => {},
+    start: async () => {
+      consumer = await bus.consume({
+        durable: 'environments',
+        types: ['execution.finished'],
+        handle: recordExecutionFinished(deps),
+      });
+    },
     stop: async () => {
+      await consumer?.stop();
       await outbox.close();
       await db.close();
     },
