@@ -14,6 +14,10 @@ import { denoRuntime } from '@assist-tee/runtime-deno';
 import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { type Egress, startEgress } from './egress.js';
+import { finishAbandonedExecutions } from './recover.js';
+
+/** How often RUNNING executions past their deadline are looked for. */
+const STUCK_SWEEP_MS = 30_000;
 import { execute } from './rpc/execute.js';
 import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
@@ -80,12 +84,22 @@ export async function createExecutionService(
     getExecution: getExecution(deps),
     listExecutions: listExecutions(deps),
   };
+  let stuckSweep: NodeJS.Timeout | undefined;
   return {
     name: 'execution',
     routes: (router) => router.service(ExecutionService, implementation),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
-    start: async () => {},
+    start: async () => {
+      await finishAbandonedExecutions(deps, 'own');
+      stuckSweep = setInterval(() => {
+        finishAbandonedExecutions(deps, 'stuck').catch((error: unknown) => {
+          logger.error({ err: error }, 'finishing stuck executions failed');
+        });
+      }, STUCK_SWEEP_MS);
+      stuckSweep.unref();
+    },
     stop: async () => {
+      clearInterval(stuckSweep);
       await egress.close();
       await outbox.close();
       await db.close();

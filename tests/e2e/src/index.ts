@@ -2,3 +2,4 @@ export * from './example.js';
 export * from './postgres.js';
 export * from './runtimes.js';
 export * from './stack.js';
+export * from './processes.js';

@@ -34,6 +34,7 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
     TEE_SUBJECT_PREFIX: testSubjectPrefix(),
     TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
     TEE_PORT: '0',
+    TEE_EGRESS_PROXY_PORT: '0',
     TEE_LOG_LEVEL: process.env.TEE_LOG_LEVEL ?? 'warn',
     ...env,
   });

@@ -1,7 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
@@ -15,42 +11,7 @@ import {
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
 import { createLogger } from '@assist-tee/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sumExample } from '../src/index.js';
-
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-
-interface ServiceProcess {
-  child: ChildProcess;
-  url: string;
-}
-
-/** Starts `services/<name>/dist/main.js` and resolves with the URL it logs once serving. */
-async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [`${root}services/${name}/dist/main.js`], {
-    env: { ...process.env, ...env, TEE_PORT: '0', TEE_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start in time`)), 30_000);
-    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
-    lines.on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'serving' && entry.url) {
-        clearTimeout(timer);
-        resolve(entry.url);
-      }
-    });
-  });
-  return { child, url };
-}
-
-async function stopService(service: ServiceProcess): Promise<number | null> {
-  if (service.child.exitCode !== null) return service.child.exitCode;
-  service.child.kill('SIGTERM');
-  const [code] = (await once(service.child, 'exit')) as [number | null];
-  return code;
-}
+import { type ServiceProcess, startService, stopService, sumExample } from '../src/index.js';
 
 describe('each service as its own process', () => {
   const instanceId = `test-${uniqueSuffix()}`;
