@@ -11,6 +11,8 @@ export interface ExecutionLimits {
 export interface Config {
   /** Distinguishes this process's containers and consumers from another's. */
   instanceId: string;
+  /** This system, on a Docker engine others may share: its containers and volumes carry it. */
+  deployment: string;
   logLevel: string;
   http: { host: string; port: number };
   databaseUrl: string;
@@ -22,8 +24,10 @@ export interface Config {
     /** The engine runtime of sandboxes with network ("runsc" with --network=host, DESIGN §4). */
     sandboxNetworkRuntime: string;
   };
-  /** Where the execution service reaches the EnvironmentService when they run apart. */
+  /** Where the other services reach the EnvironmentService when they run apart. */
   environmentsUrl: string;
+  /** Where the reaper reaches the ExecutionService when they run apart. */
+  executionUrl: string;
   execution: {
     defaults: ExecutionLimits;
     maxima: ExecutionLimits;
@@ -52,6 +56,15 @@ export interface Config {
     httpProxy: string;
     httpsProxy: string;
     noProxy: string;
+  };
+  environments: {
+    defaultTtlSeconds: number;
+    maxTtlSeconds: number;
+  };
+  reaper: {
+    sweepIntervalMs: number;
+    /** Containers and volumes younger than this are never orphans (their owner may be mid-write). */
+    orphanGraceMs: number;
   };
   egress: {
     /** Port of the egress proxy on the egress network's gateway; 0 picks a free one. */
@@ -97,6 +110,8 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     instanceId: str('TEE_INSTANCE_ID', randomUUID()),
+    // Set below: the subject prefix unless TEE_DEPLOYMENT says otherwise.
+    deployment: '',
     logLevel: str('TEE_LOG_LEVEL', 'info'),
     http: { host: str('TEE_HOST', '127.0.0.1'), port: int('TEE_PORT', 8080, 0, 65535) },
     databaseUrl: str(
@@ -113,6 +128,7 @@ export function loadConfig(env: Env = process.env): Config {
       sandboxNetworkRuntime: str('TEE_SANDBOX_NETWORK_RUNTIME', 'runsc-net'),
     },
     environmentsUrl: str('TEE_ENVIRONMENTS_URL', 'http://127.0.0.1:8080'),
+    executionUrl: str('TEE_EXECUTION_URL', 'http://127.0.0.1:8080'),
     execution: {
       defaults: limits('DEFAULT', {
         timeoutMs: 10_000,
@@ -155,7 +171,19 @@ export function loadConfig(env: Env = process.env): Config {
       noProxy: str('TEE_SETUP_NO_PROXY', str('NO_PROXY', str('no_proxy', ''))),
     },
     egress: { proxyPort: int('TEE_EGRESS_PROXY_PORT', 3128, 0, 65535) },
+    environments: {
+      defaultTtlSeconds: int('TEE_DEFAULT_TTL_SECONDS', 24 * 60 * 60, 1),
+      maxTtlSeconds: int('TEE_MAX_TTL_SECONDS', 7 * 24 * 60 * 60, 1),
+    },
+    reaper: {
+      sweepIntervalMs: int('TEE_SWEEP_INTERVAL_MS', 60_000, 100),
+      orphanGraceMs: int('TEE_ORPHAN_GRACE_MS', 5 * 60_000, 0),
+    },
   };
+  config.deployment = str('TEE_DEPLOYMENT', config.nats.subjectPrefix);
+  if (config.environments.defaultTtlSeconds > config.environments.maxTtlSeconds) {
+    problems.push('TEE_DEFAULT_TTL_SECONDS is above TEE_MAX_TTL_SECONDS');
+  }
   if (!/^https?:\/\/[^\s]+$/.test(config.setup.npmRegistry)) {
     problems.push(`TEE_NPM_REGISTRY: expected an http(s) URL, got "${config.setup.npmRegistry}"`);
   }

@@ -49,6 +49,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     orm = await MikroORM.init({
       clientUrl: options.url,
       schema: options.schema,
+      // Each service's ORM keeps its own request and transaction context: in one process (the
+      // standalone server) a service called in memory from inside another's transaction must
+      // not pick up that transaction's entity manager.
+      contextName: options.schema,
       entities: [...options.entities],
       extensions: [Migrator],
       migrations: {

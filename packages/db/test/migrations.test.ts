@@ -1,7 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentEntity, environmentsMigrations, openDatabase } from '../src/index.js';
-import { openEnvironments, openExecution, testLogger } from './support.js';
+import { openEnvironments, openExecution, openReaper, testLogger } from './support.js';
 
 describe('openDatabase', () => {
   let database: TestDatabase;
@@ -63,6 +63,7 @@ describe('openDatabase', () => {
     for (const [schema, open] of [
       ['environments', openEnvironments],
       ['execution', openExecution],
+      ['reaper', openReaper],
     ] as const) {
       const db = await open(database.url);
       try {

@@ -8,6 +8,8 @@ import {
   executionMigrations,
   openDatabase,
   ProcessedEventEntity,
+  reaperMigrations,
+  SweepEntity,
   type Database,
 } from '../src/index.js';
 
@@ -20,6 +22,15 @@ export const openEnvironments = (url: string): Promise<Database> =>
     schema: 'environments',
     entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
     migrations: environmentsMigrations,
+    logger: testLogger(),
+  });
+
+export const openReaper = (url: string): Promise<Database> =>
+  openDatabase({
+    url,
+    schema: 'reaper',
+    entities: [SweepEntity],
+    migrations: reaperMigrations,
     logger: testLogger(),
   });
 

@@ -15,6 +15,11 @@ export interface SandboxDriverOptions {
   /** The engine's runtime for sandboxes, e.g. 'runsc'. */
   runtime: string;
   /**
+   * Labels everything this driver creates and narrows everything it lists: several systems
+   * (or test stacks) can share one engine without seeing each other's containers.
+   */
+  deployment?: string;
+  /**
    * The runtime for sandboxes attached to a network, e.g. 'runsc-net' (runsc with
    * --network=host, which gives the sandbox its container's network namespace: DESIGN §4).
    */
@@ -102,11 +107,13 @@ export interface ListedContainer {
   id: string;
   labels: Record<string, string>;
   state: string;
+  createdAt: Date;
 }
 
 export interface ListedVolume {
   name: string;
   labels: Record<string, string>;
+  createdAt: Date;
 }
 
 /** The volume a sandbox or a write needs does not exist (e.g. its environment was deleted). */
@@ -129,12 +136,19 @@ export class SandboxDriver {
   private readonly logger: Logger;
   private readonly runtime: string;
   private readonly networkRuntime: string;
+  private readonly deployment: string | undefined;
 
   constructor(options: SandboxDriverOptions) {
+    this.deployment = options.deployment;
     this.docker = options.docker;
     this.logger = options.logger;
     this.runtime = options.runtime;
     this.networkRuntime = options.networkRuntime ?? `${options.runtime}-net`;
+  }
+
+  /** The labels with this driver's deployment added. */
+  private labelled<T extends Partial<SandboxLabels>>(labels: T): T {
+    return this.deployment === undefined ? labels : { ...labels, deployment: this.deployment };
   }
 
   /** Throws if the engine is unreachable. */
@@ -195,7 +209,7 @@ export class SandboxDriver {
   }
 
   async createVolume(name: string, labels: SandboxLabels): Promise<void> {
-    await this.docker.createVolume({ Name: name, Labels: toDockerLabels(labels) });
+    await this.docker.createVolume({ Name: name, Labels: toDockerLabels(this.labelled(labels)) });
     this.logger.debug({ volume: name }, 'volume created');
   }
 
@@ -305,12 +319,12 @@ export class SandboxDriver {
       // Never run; Docker only insists that a container has something to run.
       Entrypoint: ['/never-started'],
       Cmd: [],
-      Labels: toDockerLabels(options.labels),
+      Labels: toDockerLabels(this.labelled(options.labels)),
       NetworkDisabled: true,
       HostConfig: {
         NetworkMode: 'none',
         LogConfig: { Type: 'none', Config: {} },
-        Mounts: [volumeMount(options.volume, options.target, false, options.labels)],
+        Mounts: [volumeMount(options.volume, options.target, false, this.labelled(options.labels))],
       },
     });
     this.logger.debug({ containerId: container.id, volume: options.volume }, 'volume container');
@@ -379,7 +393,7 @@ export class SandboxDriver {
       WorkingDir: volume.target,
       // Not the container id: user code learns nothing about the host from it.
       Hostname: 'sandbox',
-      Labels: toDockerLabels(spec.labels),
+      Labels: toDockerLabels(this.labelled(spec.labels)),
       Tty: false,
       OpenStdin: true,
       StdinOnce: true,
@@ -395,7 +409,7 @@ export class SandboxDriver {
         Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpfsBytes}` },
         ShmSize: SHM_BYTES,
         Mounts: [
-          volumeMount(volume.name, volume.target, volume.readOnly, spec.labels),
+          volumeMount(volume.name, volume.target, volume.readOnly, this.labelled(spec.labels)),
           ...(spec.files ?? []).map((file) => ({
             Type: 'bind' as const,
             Source: file.source,
@@ -454,18 +468,25 @@ export class SandboxDriver {
   async listContainers(labels: Partial<SandboxLabels>): Promise<ListedContainer[]> {
     const containers = await this.docker.listContainers({
       all: true,
-      filters: { label: labelFilter(labels) },
+      filters: { label: labelFilter(this.labelled(labels)) },
     });
     return containers.map((container) => ({
       id: container.Id,
       labels: container.Labels ?? {},
       state: container.State,
+      createdAt: new Date(container.Created * 1000),
     }));
   }
 
   async listVolumes(labels: Partial<SandboxLabels>): Promise<ListedVolume[]> {
-    const { Volumes } = await this.docker.listVolumes({ filters: { label: labelFilter(labels) } });
-    return (Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {} }));
+    const { Volumes } = await this.docker.listVolumes({
+      filters: { label: labelFilter(this.labelled(labels)) },
+    });
+    return (Volumes ?? []).map((volume) => ({
+      name: volume.Name,
+      labels: volume.Labels ?? {},
+      createdAt: new Date((volume as { CreatedAt?: string }).CreatedAt ?? 0),
+    }));
   }
 
   /**

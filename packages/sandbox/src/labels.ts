@@ -8,6 +8,8 @@ export interface SandboxLabels {
   instanceId: string;
   environmentId?: string;
   executionId?: string;
+  /** The system it belongs to (its event namespace): a reaper sweeps only its own. */
+  deployment?: string;
 }
 
 const KEYS: Record<keyof SandboxLabels, string> = {
@@ -15,6 +17,7 @@ const KEYS: Record<keyof SandboxLabels, string> = {
   instanceId: `${LABEL_PREFIX}.instance-id`,
   environmentId: `${LABEL_PREFIX}.environment-id`,
   executionId: `${LABEL_PREFIX}.execution-id`,
+  deployment: `${LABEL_PREFIX}.deployment`,
 };
 
 export const MANAGED_LABEL = `${LABEL_PREFIX}.managed`;

@@ -72,6 +72,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       logger: logger.child({ subsystem: 'sandbox' }),
       runtime: config.docker.sandboxRuntime,
       networkRuntime: config.docker.sandboxNetworkRuntime,
+      deployment: config.deployment,
     });
     const infrastructure: Infrastructure = { config, logger, bus, sandbox };
 

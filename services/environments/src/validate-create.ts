@@ -18,9 +18,13 @@ export interface ValidCreateRequest {
   dependencies: Dependencies;
   allowNet: string[];
   allowEnv: string[];
+  /** With the server default filled in. */
+  ttlSeconds: number;
 }
 
-type ModuleLimits = Config['modules'] & Pick<Config['setup'], 'maxDependencies'>;
+type ModuleLimits = Config['modules'] &
+  Config['environments'] &
+  Pick<Config['setup'], 'maxDependencies'>;
 
 const MAX_ALLOW_NET = 64;
 const MAX_URL_LENGTH = 2048;
@@ -43,6 +47,12 @@ export function validateCreateRequest(
     throw invalidArgument(
       'runtime',
       `unknown runtime ${Number(request.runtime)}; use RUNTIME_DENO or RUNTIME_BUN`,
+    );
+  }
+  if (request.ttlSeconds > limits.maxTtlSeconds) {
+    throw invalidArgument(
+      'ttl_seconds',
+      `${request.ttlSeconds} is above the maximum of ${limits.maxTtlSeconds}`,
     );
   }
   const dependencies = validateDependencies(request, limits.maxDependencies);
@@ -111,6 +121,7 @@ export function validateCreateRequest(
     dependencies,
     allowNet,
     allowEnv,
+    ttlSeconds: request.ttlSeconds === 0 ? limits.defaultTtlSeconds : request.ttlSeconds,
   };
 }
 

@@ -6,7 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { modulePathProblem, validateCreateRequest } from '../src/validate-create.js';
 
 const config = loadConfig({});
-const limits = { ...config.modules, maxDependencies: config.setup.maxDependencies };
+const limits = {
+  ...config.modules,
+  ...config.environments,
+  maxDependencies: config.setup.maxDependencies,
+};
 const request = (fields: Parameters<typeof create<typeof CreateEnvironmentRequestSchema>>[1]) =>
   create(CreateEnvironmentRequestSchema, {
     runtime: Runtime.DENO,

@@ -1,36 +1,119 @@
+import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
-import { eventTypes, type EventType } from '@assist-tee/events';
-import { GetStatusResponseSchema, ReaperService } from '@assist-tee/proto';
+import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { openDatabase, reaperMigrations, SweepEntity } from '@assist-tee/db';
+import { type Consumption, type EventType, eventTypes } from '@assist-tee/events';
+import {
+  EnvironmentService,
+  ExecutionService,
+  GetStatusResponseSchema,
+  ReaperService,
+  type SweepReport,
+  SweepReportSchema,
+  SweepResponseSchema,
+} from '@assist-tee/proto';
 import type { Infrastructure, Service } from '@assist-tee/server';
+import { sweep } from './sweep.js';
+
+export interface ReaperServiceOptions {
+  /** How to reach the other services; by default over HTTP at the configured URLs. */
+  environments?: Client<typeof EnvironmentService>;
+  executions?: Client<typeof ExecutionService>;
+}
 
 /**
- * The ReaperService. For now it follows every event through a durable consumer and reports
- * what it saw; sweeping (TTL expiry, orphans, stuck executions) arrives with its own issue.
+ * The ReaperService: sweeps on an interval and on Sweep (TTL expiry, orphan containers and
+ * volumes), one replica at a time under a Postgres advisory lock, and records each sweep so
+ * GetStatus on any replica reports the last one. It also follows every event through a
+ * durable consumer and counts them.
  */
-export function createReaperService(infrastructure: Infrastructure): Service {
-  const { bus, config } = infrastructure;
+export async function createReaperService(
+  infrastructure: Infrastructure,
+  options: ReaperServiceOptions = {},
+): Promise<Service> {
+  const { bus, config, sandbox } = infrastructure;
   const logger = infrastructure.logger.child({ subsystem: 'reaper' });
   const startTime = new Date();
   const consumed = new Map<string, bigint>();
-  let consumer: { stop(): Promise<void> } | undefined;
+  let consumer: Consumption | undefined;
+  let interval: NodeJS.Timeout | undefined;
+  const http = (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: '1.1' });
+  const deps = {
+    environments:
+      options.environments ?? createClient(EnvironmentService, http(config.environmentsUrl)),
+    executions: options.executions ?? createClient(ExecutionService, http(config.executionUrl)),
+    sandbox,
+    logger,
+    orphanGraceMs: config.reaper.orphanGraceMs,
+  };
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    schema: 'reaper',
+    entities: [SweepEntity],
+    migrations: reaperMigrations,
+    logger,
+  });
+
+  /** Sweeps under the lock; without `wait`, gives up at once when another replica sweeps. */
+  const sweepOnce = (wait: boolean): Promise<SweepEntity | undefined> =>
+    db.em().transactional(async (em) => {
+      const key = [`assist_tee:sweep:${config.deployment}`];
+      if (wait) {
+        await em.execute('select pg_advisory_xact_lock(hashtext(?))', key);
+      } else {
+        const [row] = await em.execute<{ locked: boolean }[]>(
+          'select pg_try_advisory_xact_lock(hashtext(?)) as locked',
+          key,
+        );
+        if (row?.locked !== true) return undefined;
+      }
+      const startedAt = new Date();
+      const report = await sweep(deps).catch((error: unknown) => {
+        // Often a ConnectError from another service, which the interceptor passes on unlogged.
+        logger.error({ err: error }, 'sweep failed');
+        throw error;
+      });
+      logger.info({ ...report, ms: Date.now() - startedAt.getTime() }, 'swept');
+      return em.create(SweepEntity, {
+        id: randomUUID(),
+        instanceId: config.instanceId,
+        startedAt,
+        finishedAt: new Date(),
+        report,
+      });
+    });
+
+  const toReport = (row: SweepEntity): SweepReport =>
+    create(SweepReportSchema, {
+      ...row.report,
+      startTime: timestampFromDate(row.startedAt),
+      finishTime: timestampFromDate(row.finishedAt),
+    });
 
   const implementation: ServiceImpl<typeof ReaperService> = {
-    getStatus: () =>
-      create(GetStatusResponseSchema, {
+    getStatus: async () => {
+      const [last] = await db
+        .em()
+        .find(SweepEntity, {}, { orderBy: { startedAt: 'desc' }, limit: 1 });
+      return create(GetStatusResponseSchema, {
         instanceId: config.instanceId,
         startTime: timestampFromDate(startTime),
+        lastSweep: last === undefined ? undefined : toReport(last),
         eventsConsumed: Object.fromEntries(consumed),
-      }),
-    sweep: () => {
-      throw new ConnectError('sweeping is not implemented yet', Code.Unimplemented);
+      });
+    },
+    sweep: async () => {
+      // Waits for a sweep another replica is running, then runs its own.
+      const row = await sweepOnce(true);
+      return create(SweepResponseSchema, { report: row === undefined ? undefined : toReport(row) });
     },
   };
   return {
     name: 'reaper',
     routes: (router) => router.service(ReaperService, implementation),
-    healthChecks: [],
+    healthChecks: [{ name: 'postgres:reaper', check: () => db.ping() }],
     start: async () => {
       consumer = await bus.consume({
         durable: 'reaper',
@@ -40,9 +123,17 @@ export function createReaperService(infrastructure: Infrastructure): Service {
           logger.debug({ type: event.type, eventId: event.message.eventId }, 'event');
         },
       });
+      interval = setInterval(() => {
+        sweepOnce(false).catch(() => {
+          // Logged by sweepOnce; the next interval tries again.
+        });
+      }, config.reaper.sweepIntervalMs);
+      interval.unref();
     },
     stop: async () => {
+      clearInterval(interval);
       await consumer?.stop();
+      await db.close();
     },
   };
 }

@@ -1,4 +1,4 @@
 import { runMain } from '@assist-tee/server';
 import { createReaperService } from './index.js';
 
-await runMain('reaper', (infrastructure) => Promise.resolve([createReaperService(infrastructure)]));
+await runMain('reaper', async (infrastructure) => [await createReaperService(infrastructure)]);

@@ -1,21 +1,33 @@
 import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { loadConfig } from '@assist-tee/config';
+import { type Config, loadConfig } from '@assist-tee/config';
 import { connectEventBus, eventHeader } from '@assist-tee/events';
 import { createLogger } from '@assist-tee/logger';
 import { EnvironmentDeletedSchema, ReaperService } from '@assist-tee/proto';
 import { type RunningProcess, startProcess } from '@assist-tee/server';
-import { deleteTestStream, testSubjectPrefix, uniqueSuffix } from '@assist-tee/testing';
-import { afterAll, describe, expect, it } from 'vitest';
+import {
+  createTestDatabase,
+  deleteTestStream,
+  type TestDatabase,
+  testSubjectPrefix,
+  uniqueSuffix,
+} from '@assist-tee/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReaperService } from '../src/index.js';
 
-// The reaper alone, on this test's own stream: it needs NATS and Docker, not Postgres.
-const config = loadConfig({
-  ...process.env,
-  TEE_SUBJECT_PREFIX: testSubjectPrefix(),
-  TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
-  TEE_PORT: '0',
+// The reaper alone, on this test's own stream and database (sweeps are tested end to end).
+let database: TestDatabase;
+let config: Config;
+beforeAll(async () => {
+  database = await createTestDatabase();
+  config = loadConfig({
+    ...process.env,
+    TEE_DATABASE_URL: database.url,
+    TEE_SUBJECT_PREFIX: testSubjectPrefix(),
+    TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
+    TEE_PORT: '0',
+  });
 });
 
 function startReaper(): Promise<RunningProcess> {
@@ -23,7 +35,7 @@ function startReaper(): Promise<RunningProcess> {
     name: 'reaper-test',
     config,
     logger: createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'warn' }, { name: 'reaper-test' }),
-    createServices: (infrastructure) => Promise.resolve([createReaperService(infrastructure)]),
+    createServices: async (infrastructure) => [await createReaperService(infrastructure)],
     graceMs: 1_000,
   });
 }
@@ -49,9 +61,10 @@ describe('the reaper service', () => {
   let streamName: string | undefined;
   afterAll(async () => {
     if (streamName) await deleteTestStream(config.nats.servers, streamName);
+    await database?.drop();
   });
 
-  it('reports its status, follows events durably and refuses sweeps for now', async () => {
+  it('reports its status and follows events durably', async () => {
     let reaper = await startReaper();
     streamName = reaper.infrastructure.bus.streamName;
     try {
@@ -59,8 +72,7 @@ describe('the reaper service', () => {
       const first = await eventuallyConsumed(reaper, 1n);
       expect(first.consumed).toBe(1n);
       expect(first.status.instanceId).toBe(config.instanceId);
-      const sweep = await first.client.sweep({}).catch((error: unknown) => error);
-      expect(ConnectError.from(sweep).code).toBe(Code.Unimplemented);
+      expect(first.status.lastSweep).toBeUndefined();
     } finally {
       await reaper.stop();
     }

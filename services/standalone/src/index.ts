@@ -1,25 +1,31 @@
 import { createClient, createRouterTransport } from '@connectrpc/connect';
 import { createEnvironmentsService } from '@assist-tee/environments';
 import { createExecutionService } from '@assist-tee/execution';
-import { EnvironmentService } from '@assist-tee/proto';
+import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { createReaperService } from '@assist-tee/reaper';
-import type { Infrastructure, Service } from '@assist-tee/server';
+import { errorInterceptor, type Infrastructure, type Service } from '@assist-tee/server';
 
 /**
  * All three services in one process, on one port. The execution service reaches the
  * EnvironmentService in memory, through the same API it uses across the network.
  */
 export async function createAllServices(infrastructure: Infrastructure): Promise<Service[]> {
+  // In-memory calls get the same error handling as calls over the network.
+  const inMemory = (service: Service) =>
+    createRouterTransport((router) => service.routes(router), {
+      router: { interceptors: [errorInterceptor(infrastructure.logger)] },
+    });
   const environments = await createEnvironmentsService(infrastructure);
-  const environmentsClient = createClient(
-    EnvironmentService,
-    createRouterTransport((router) => environments.routes(router)),
-  );
+  const environmentsClient = createClient(EnvironmentService, inMemory(environments));
   try {
     const execution = await createExecutionService(infrastructure, {
       environments: environmentsClient,
     });
-    return [environments, execution, createReaperService(infrastructure)];
+    const reaper = await createReaperService(infrastructure, {
+      environments: environmentsClient,
+      executions: createClient(ExecutionService, inMemory(execution)),
+    });
+    return [environments, execution, reaper];
   } catch (error) {
     await environments.stop();
     throw error;

@@ -91,6 +91,11 @@ describe('bad input is refused with the field named, and nothing is created', ()
       'permissions.allow_net[0]: ',
     ],
     [
+      'a TTL above the maximum',
+      { ...valid, ttlSeconds: 10_000_000 },
+      'ttl_seconds: 10000000 is above the maximum of ',
+    ],
+    [
       'a bad allow_env name',
       { ...valid, permissions: { allowEnv: ['OK', 'NOT-OK'] } },
       'permissions.allow_env[1]: ',

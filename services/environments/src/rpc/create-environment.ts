@@ -19,8 +19,6 @@ import { InstallFailedError } from '../setup/install-dependencies.js';
 import { setUpEnvironment } from '../setup/set-up-environment.js';
 import { validateCreateRequest } from '../validate-create.js';
 
-const DEFAULT_TTL_SECONDS = 24 * 60 * 60;
-
 /**
  * Validates the request, stores the modules in a fresh volume, installs the dependencies and
  * records the environment. The row is written PENDING first so a crash mid-setup leaves a
@@ -30,6 +28,7 @@ export function createEnvironment(deps: EnvironmentsDeps) {
   return async (request: CreateEnvironmentRequest): Promise<CreateEnvironmentResponse> => {
     const valid = validateCreateRequest(request, {
       ...deps.config.modules,
+      ...deps.config.environments,
       maxDependencies: deps.config.setup.maxDependencies,
     });
     const runtimeName = Runtime[valid.runtime] as RuntimeName;
@@ -47,7 +46,7 @@ export function createEnvironment(deps: EnvironmentsDeps) {
       modulesSizeBytes: valid.modulesSizeBytes,
       dependencies: valid.dependencies,
       permissions: { allowNet: valid.allowNet, allowEnv: valid.allowEnv },
-      ttlSeconds: request.ttlSeconds === 0 ? DEFAULT_TTL_SECONDS : request.ttlSeconds,
+      ttlSeconds: valid.ttlSeconds,
       labels: request.labels,
       error: null,
       lockfile: null,

@@ -8,7 +8,7 @@ import {
   EnvironmentDeletedSchema,
 } from '@assist-tee/proto';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import { notFound } from '@assist-tee/server';
+import { invalidArgument, notFound } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { findEnvironment } from './get-environment.js';
@@ -20,6 +20,9 @@ import { findEnvironment } from './get-environment.js';
  */
 export function deleteEnvironment(deps: EnvironmentsDeps) {
   return async (request: DeleteEnvironmentRequest): Promise<DeleteEnvironmentResponse> => {
+    if (!(request.reason in DeletionReason)) {
+      throw invalidArgument('reason', `unknown deletion reason ${Number(request.reason)}`);
+    }
     const em = deps.db.em();
     const row = await findEnvironment(em, request.id);
     if (row.status === 'DELETED') throw notFound('environment', request.id);
@@ -30,7 +33,8 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     const deleted = create(EnvironmentDeletedSchema, {
       ...eventHeader(),
       environmentId: row.id,
-      reason: DeletionReason.REQUESTED,
+      reason:
+        request.reason === DeletionReason.UNSPECIFIED ? DeletionReason.REQUESTED : request.reason,
     });
     await deps.outbox.flushWith(em, 'environment.deleted', deleted);
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/common.proto.
  */
 export const file_assist_tee_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("Chphc3Npc3RfdGVlL3YxL2NvbW1vbi5wcm90bxINYXNzaXN0X3RlZS52MSJhCgZMaW1pdHMSEgoKdGltZW91dF9tcxgBIAEoDRIRCgltZW1vcnlfbWIYAiABKA0SGAoQbWF4X291dHB1dF9ieXRlcxgDIAEoBBIWCg5jcHVfbWlsbGljb3JlcxgEIAEoDSpFCgdSdW50aW1lEhcKE1JVTlRJTUVfVU5TUEVDSUZJRUQQABIQCgxSVU5USU1FX0RFTk8QARIPCgtSVU5USU1FX0JVThACYgZwcm90bzM");
+  fileDesc("Chphc3Npc3RfdGVlL3YxL2NvbW1vbi5wcm90bxINYXNzaXN0X3RlZS52MSJhCgZMaW1pdHMSEgoKdGltZW91dF9tcxgBIAEoDRIRCgltZW1vcnlfbWIYAiABKA0SGAoQbWF4X291dHB1dF9ieXRlcxgDIAEoBBIWCg5jcHVfbWlsbGljb3JlcxgEIAEoDSpFCgdSdW50aW1lEhcKE1JVTlRJTUVfVU5TUEVDSUZJRUQQABIQCgxSVU5USU1FX0RFTk8QARIPCgtSVU5USU1FX0JVThACKm0KDkRlbGV0aW9uUmVhc29uEh8KG0RFTEVUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEh0KGURFTEVUSU9OX1JFQVNPTl9SRVFVRVNURUQQARIbChdERUxFVElPTl9SRUFTT05fRVhQSVJFRBACYgZwcm90bzM");
 
 /**
  * Resource limits of one execution. Zero means "the server's default"; a value above the
@@ -82,4 +82,36 @@ export enum Runtime {
  */
 export const RuntimeSchema: GenEnum<Runtime> = /*@__PURE__*/
   enumDesc(file_assist_tee_v1_common, 0);
+
+/**
+ * Why an environment was deleted.
+ *
+ * @generated from enum assist_tee.v1.DeletionReason
+ */
+export enum DeletionReason {
+  /**
+   * @generated from enum value: DELETION_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A DeleteEnvironment call.
+   *
+   * @generated from enum value: DELETION_REASON_REQUESTED = 1;
+   */
+  REQUESTED = 1,
+
+  /**
+   * Its TTL ran out.
+   *
+   * @generated from enum value: DELETION_REASON_EXPIRED = 2;
+   */
+  EXPIRED = 2,
+}
+
+/**
+ * Describes the enum assist_tee.v1.DeletionReason.
+ */
+export const DeletionReasonSchema: GenEnum<DeletionReason> = /*@__PURE__*/
+  enumDesc(file_assist_tee_v1_common, 1);
 

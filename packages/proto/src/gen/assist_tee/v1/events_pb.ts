@@ -2,8 +2,10 @@
 // @generated from file assist_tee/v1/events.proto (package assist_tee.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { DeletionReason } from "./common_pb.js";
+import { file_assist_tee_v1_common } from "./common_pb.js";
 import type { Environment } from "./environment_pb.js";
 import { file_assist_tee_v1_environment } from "./environment_pb.js";
 import type { Execution } from "./execution_pb.js";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/events.proto.
  */
 export const file_assist_tee_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IpcBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbiJ8ChBFeGVjdXRpb25TdGFydGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGV4ZWN1dGlvbl9pZBgDIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgEIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbiptCg5EZWxldGlvblJlYXNvbhIfChtERUxFVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlERUxFVElPTl9SRUFTT05fUkVRVUVTVEVEEAESGwoXREVMRVRJT05fUkVBU09OX0VYUElSRUQQAmIGcHJvdG8z", [file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_google_protobuf_timestamp]);
+  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IpcBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbiJ8ChBFeGVjdXRpb25TdGFydGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGV4ZWN1dGlvbl9pZBgDIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgEIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbmIGcHJvdG8z", [file_assist_tee_v1_common, file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.v1.EnvironmentCreated
@@ -165,34 +167,4 @@ export type ExecutionFinished = Message<"assist_tee.v1.ExecutionFinished"> & {
  */
 export const ExecutionFinishedSchema: GenMessage<ExecutionFinished> = /*@__PURE__*/
   messageDesc(file_assist_tee_v1_events, 4);
-
-/**
- * @generated from enum assist_tee.v1.DeletionReason
- */
-export enum DeletionReason {
-  /**
-   * @generated from enum value: DELETION_REASON_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * A DeleteEnvironment call.
-   *
-   * @generated from enum value: DELETION_REASON_REQUESTED = 1;
-   */
-  REQUESTED = 1,
-
-  /**
-   * Its TTL ran out.
-   *
-   * @generated from enum value: DELETION_REASON_EXPIRED = 2;
-   */
-  EXPIRED = 2,
-}
-
-/**
- * Describes the enum assist_tee.v1.DeletionReason.
- */
-export const DeletionReasonSchema: GenEnum<DeletionReason> = /*@__PURE__*/
-  enumDesc(file_assist_tee_v1_events, 0);
 

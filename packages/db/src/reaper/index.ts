@@ -1,0 +1,2 @@
+export * from './sweep-entity.js';
+export { reaperMigrations } from './migrations/index.js';

@@ -1,0 +1,127 @@
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import type { SweepReportRecord } from '@assist-tee/db';
+import type { Logger } from '@assist-tee/logger';
+import {
+  DeletionReason,
+  type Environment,
+  type EnvironmentService,
+  EnvironmentStatus,
+  type ExecutionService,
+  ExecutionStatus,
+} from '@assist-tee/proto';
+import { fromDockerLabels, type SandboxDriver } from '@assist-tee/sandbox';
+
+export interface SweepDeps {
+  environments: Client<typeof EnvironmentService>;
+  executions: Client<typeof ExecutionService>;
+  sandbox: SandboxDriver;
+  logger: Logger;
+  /** Containers and volumes younger than this are left alone: their owner may be mid-write. */
+  orphanGraceMs: number;
+}
+
+/**
+ * One sweep: environments past their TTL are deleted through the EnvironmentService (reason
+ * EXPIRED, so environment.deleted says so), then containers and volumes of this deployment that
+ * nothing owns any more are removed. Executions stuck RUNNING are the execution service's to
+ * finish (it owns their rows); it does so on start and on its own interval.
+ */
+export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepReportRecord> {
+  const report: SweepReportRecord = {
+    expiredEnvironments: 0,
+    removedContainers: 0,
+    removedVolumes: 0,
+    finishedExecutions: 0,
+    errors: [],
+  };
+  const failed = (what: string, error: unknown) => {
+    const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+    deps.logger.warn({ err: error }, what);
+    report.errors.push(message);
+  };
+
+  const live = await liveEnvironments(deps);
+  for (const environment of [...live.values()]) {
+    if (!expired(environment, now)) continue;
+    try {
+      await deps.environments.deleteEnvironment({
+        id: environment.id,
+        reason: DeletionReason.EXPIRED,
+      });
+      report.expiredEnvironments += 1;
+      live.delete(environment.id);
+    } catch (error) {
+      if (ConnectError.from(error).code === Code.NotFound) live.delete(environment.id);
+      else failed(`expiring environment ${environment.id}`, error);
+    }
+  }
+
+  const oldEnough = (created: Date) => created.getTime() < now - deps.orphanGraceMs;
+  for (const container of await deps.sandbox.listContainers({})) {
+    if (!oldEnough(container.createdAt)) continue;
+    try {
+      if (!(await containerIsOrphan(deps, fromDockerLabels(container.labels)))) continue;
+      await deps.sandbox.removeContainer(container.id);
+      report.removedContainers += 1;
+    } catch (error) {
+      failed(`removing container ${container.id.slice(0, 12)}`, error);
+    }
+  }
+  for (const volume of await deps.sandbox.listVolumes({})) {
+    if (!oldEnough(volume.createdAt)) continue;
+    const environmentId = fromDockerLabels(volume.labels).environmentId;
+    const owner = environmentId === undefined ? undefined : live.get(environmentId);
+    if (owner !== undefined && owner.status !== EnvironmentStatus.FAILED) continue;
+    try {
+      await deps.sandbox.removeVolume(volume.name);
+      report.removedVolumes += 1;
+    } catch (error) {
+      failed(`removing volume ${volume.name}`, error);
+    }
+  }
+  return report;
+}
+
+/** Every environment that is not DELETED, by id. */
+async function liveEnvironments(deps: SweepDeps): Promise<Map<string, Environment>> {
+  const live = new Map<string, Environment>();
+  let pageToken = '';
+  do {
+    const page = await deps.environments.listEnvironments({ pageSize: 500, pageToken });
+    for (const environment of page.environments) live.set(environment.id, environment);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== '');
+  return live;
+}
+
+/** TTL counts from the last use (creation counts as use). */
+function expired(environment: Environment, now: number): boolean {
+  if (
+    environment.status !== EnvironmentStatus.READY &&
+    environment.status !== EnvironmentStatus.FAILED
+  ) {
+    return false;
+  }
+  const lastUse = environment.lastUsedTime ?? environment.createTime;
+  if (lastUse === undefined) return false;
+  return timestampMs(lastUse) + environment.ttlSeconds * 1000 <= now;
+}
+
+/**
+ * An execution's sandbox is an orphan once its execution is over (or unknown); any other
+ * container (a setup helper) only lives for the call that made it.
+ */
+async function containerIsOrphan(
+  deps: SweepDeps,
+  labels: ReturnType<typeof fromDockerLabels>,
+): Promise<boolean> {
+  if (labels.executionId === undefined) return true;
+  try {
+    const { execution } = await deps.executions.getExecution({ id: labels.executionId });
+    return execution?.status !== ExecutionStatus.RUNNING;
+  } catch (error) {
+    if (ConnectError.from(error).code === Code.NotFound) return true;
+    throw error;
+  }
+}

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { DeletionReason, EnvironmentStatus, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { fromJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { environmentVolumeName } from '@assist-tee/sandbox';
+import { denoRuntime } from '@assist-tee/runtime-deno';
+import { collectEvents, listLabelled } from '@assist-tee/testing';
+import { describe, expect, it } from 'vitest';
+import { sumExample, useTestStack } from '../src/index.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the reaper', () => {
+  // No grace: what the test plants is swept at once. Interval sweeps stay out of the way.
+  const tee = useTestStack({ TEE_ORPHAN_GRACE_MS: '0', TEE_SWEEP_INTERVAL_MS: '3600000' });
+
+  it('expires environments past their TTL, once, even with two sweeps at the same time', async () => {
+    const events = await collectEvents(
+      tee.stack.config.nats.servers,
+      tee.stack.config.nats.subjectPrefix,
+    );
+    try {
+      const create = (ttlSeconds: number) =>
+        tee.client.environments.createEnvironment({
+          ...sumExample,
+          runtime: Runtime.DENO,
+          ttlSeconds,
+        });
+      const short = [(await create(1)).environment!, (await create(1)).environment!];
+      const long = (await create(3600)).environment!;
+      await sleep(1_200);
+
+      const reports = await Promise.all([tee.client.reaper.sweep({}), tee.client.reaper.sweep({})]);
+      const expired = reports.map((response) => response.report!.expiredEnvironments);
+      expect(expired[0]! + expired[1]!).toBe(2);
+      for (const environment of short) {
+        const { environment: after } = await tee.client.environments.getEnvironment({
+          id: environment.id,
+        });
+        expect(after!.status).toBe(EnvironmentStatus.DELETED);
+        const left = await listLabelled(tee.stack.process.infrastructure.sandbox, {
+          environmentId: environment.id,
+        });
+        expect(left).toEqual({ containers: [], volumes: [] });
+      }
+      const deletions = await events.waitFor(
+        (seen) => seen.filter((event) => event.type === 'environment.deleted').length >= 2,
+      );
+      for (const event of deletions.filter((e) => e.type === 'environment.deleted')) {
+        expect('reason' in event.message && event.message.reason).toBe(DeletionReason.EXPIRED);
+      }
+      // The long-lived one is untouched and still runs.
+      const { execution } = await tee.client.executions.execute({
+        environmentId: long.id,
+        data: fromJson(ValueSchema, { a: 1, b: 2 }),
+      });
+      expect(execution!.status).toBe(ExecutionStatus.SUCCEEDED);
+      const status = await tee.client.reaper.getStatus({});
+      expect(status.lastSweep?.finishTime).toBeDefined();
+      await tee.client.environments.deleteEnvironment({ id: long.id });
+    } finally {
+      await events.stop();
+    }
+  });
+
+  it('removes containers and volumes that nothing owns, and leaves the rest', async () => {
+    const driver = tee.stack.process.infrastructure.sandbox;
+    const { environment } = await tee.client.environments.createEnvironment({
+      ...sumExample,
+      runtime: Runtime.DENO,
+    });
+    // What a crashed service leaves: a volume of an environment that does not exist, and a
+    // sandbox of an execution that does not either.
+    const ghost = randomUUID();
+    const labels = {
+      owner: 'execution',
+      instanceId: tee.stack.config.instanceId,
+      environmentId: ghost,
+      executionId: randomUUID(),
+    };
+    await driver.createVolume(environmentVolumeName(ghost), labels);
+    const orphan = await driver.start({
+      image: denoRuntime.image,
+      cmd: ['eval', 'setTimeout(() => {}, 60_000)'],
+      env: [],
+      volume: { name: environmentVolumeName(ghost), target: '/code', readOnly: true },
+      limits: { memoryBytes: 128 << 20, nanoCpus: 1e9, pidsLimit: 256, tmpfsBytes: 1 << 20 },
+      labels,
+    });
+
+    const { report } = await tee.client.reaper.sweep({});
+    expect(report!.removedContainers).toBeGreaterThanOrEqual(1);
+    expect(report!.removedVolumes).toBeGreaterThanOrEqual(1);
+    expect(report!.errors).toEqual([]);
+    expect(await listLabelled(driver, { environmentId: ghost })).toEqual({
+      containers: [],
+      volumes: [],
+    });
+    await orphan.remove();
+    // The live environment keeps its volume.
+    const kept = await listLabelled(driver, { environmentId: environment!.id });
+    expect(kept.volumes).toHaveLength(1);
+    await tee.client.environments.deleteEnvironment({ id: environment!.id });
+  });
+});
