@@ -154,6 +154,18 @@ export async function execute(
   } finally {
     egress?.revoke();
   }
+  if (await deletedUnderIt(deps, environment.id, outcome)) {
+    outcome = {
+      ...outcome,
+      status: 'SANDBOX_ERROR',
+      result: null,
+      error: {
+        name: 'EnvironmentDeleted',
+        message: 'the environment was deleted while this execution ran; its sandbox was removed',
+        stack: '',
+      },
+    };
+  }
 
   const finishedAt = new Date();
   Object.assign(row, {
@@ -176,6 +188,26 @@ export async function execute(
     'execution finished',
   );
   return toExecutionMessage(row);
+}
+
+/**
+ * Whether the sandbox died because its environment was deleted meanwhile (DeleteEnvironment
+ * removes the sandboxes running on it). Only a sandbox that died without a reason of its own
+ * is looked into, so ordinary outcomes cost no extra call.
+ */
+async function deletedUnderIt(
+  deps: ExecutionDeps,
+  environmentId: string,
+  outcome: RunOutcome,
+): Promise<boolean> {
+  const unexplained = ['ProcessExited', 'SandboxFailed'].includes(outcome.error?.name ?? '');
+  if (!unexplained) return false;
+  try {
+    const { environment } = await deps.environments.getEnvironment({ id: environmentId });
+    return environment?.status === EnvironmentStatus.DELETED;
+  } catch (error) {
+    return ConnectError.from(error).code === Code.NotFound;
+  }
 }
 
 async function readyEnvironment(deps: ExecutionDeps, id: string): Promise<Environment> {

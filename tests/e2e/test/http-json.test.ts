@@ -128,6 +128,7 @@ describe('setup → execute → list → delete with Connect JSON over plain HTT
         docker: 'ok',
         'postgres:environments': 'ok',
         'postgres:execution': 'ok',
+        'postgres:reaper': 'ok',
       },
     });
   });

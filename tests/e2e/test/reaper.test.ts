@@ -6,11 +6,11 @@ import { environmentVolumeName } from '@assist-tee/sandbox';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import { collectEvents, listLabelled } from '@assist-tee/testing';
 import { describe, expect, it } from 'vitest';
-import { sumExample, useTestStack } from '../src/index.js';
+import { handlerModules, sumExample, useTestStack } from '../src/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('the reaper', () => {
+describe('the reaper, and deletion under a running execution', () => {
   // No grace: what the test plants is swept at once. Interval sweeps stay out of the way.
   const tee = useTestStack({ TEE_ORPHAN_GRACE_MS: '0', TEE_SWEEP_INTERVAL_MS: '3600000' });
 
@@ -101,5 +101,30 @@ describe('the reaper', () => {
     const kept = await listLabelled(driver, { environmentId: environment!.id });
     expect(kept.volumes).toHaveLength(1);
     await tee.client.environments.deleteEnvironment({ id: environment!.id });
+  });
+
+  it('ends an execution whose environment is deleted under it, sandbox before volume', async () => {
+    const { environment } = await tee.client.environments.createEnvironment({
+      ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 60_000));'),
+      runtime: Runtime.BUN,
+    });
+    const id = environment!.id;
+    const driver = tee.stack.process.infrastructure.sandbox;
+    const running = tee.client.executions.execute({
+      environmentId: id,
+      limits: { timeoutMs: 120_000 },
+    });
+    for (let tries = 0; tries < 150; tries++) {
+      if ((await driver.listContainers({ environmentId: id })).length > 0) break;
+      await sleep(100);
+    }
+    await tee.client.environments.deleteEnvironment({ id });
+    const { execution } = await running;
+    expect(execution!.status).toBe(ExecutionStatus.SANDBOX_ERROR);
+    expect(execution!.error?.name).toBe('EnvironmentDeleted');
+    expect(await listLabelled(driver, { environmentId: id })).toEqual({
+      containers: [],
+      volumes: [],
+    });
   });
 });

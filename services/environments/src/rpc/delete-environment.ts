@@ -14,9 +14,9 @@ import { toEnvironmentMessage } from '../environment-message.js';
 import { findEnvironment } from './get-environment.js';
 
 /**
- * Marks the environment DELETED first, so no new execution starts on it, then removes its
- * volume. A volume still in use by a running execution is retried briefly; the reaper removes
- * whatever is left.
+ * Marks the environment DELETED first, so no new execution starts on it, then removes the
+ * sandboxes still running on it (their executions end as SANDBOX_ERROR, EnvironmentDeleted),
+ * then its volume. A volume still in use is retried briefly; the reaper removes whatever is left.
  */
 export function deleteEnvironment(deps: EnvironmentsDeps) {
   return async (request: DeleteEnvironmentRequest): Promise<DeleteEnvironmentResponse> => {
@@ -38,6 +38,8 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     });
     await deps.outbox.flushWith(em, 'environment.deleted', deleted);
 
+    const containers = await deps.sandbox.listContainers({ environmentId: row.id });
+    await Promise.all(containers.map((container) => deps.sandbox.removeContainer(container.id)));
     await removeVolumeWithRetry(deps, environmentVolumeName(row.id));
     deps.logger.info({ environmentId: row.id }, 'environment deleted');
     return create(DeleteEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) });
