@@ -16,6 +16,8 @@ export interface OpenPort {
   bridge: string;
   address: string;
   port: number;
+  /** The process that opened it, in the rule's comment: a restart closes what it left open. */
+  owner: string;
 }
 
 type Run = (args: string[]) => Promise<void>;
@@ -79,7 +81,9 @@ export async function closeBridgeToHost(bridge: string): Promise<void> {
   }
 }
 
-function openRule({ bridge, address, port }: OpenPort): string[] {
+const ownerComment = (owner: string) => `assist-tee:${owner}`;
+
+function openRule({ bridge, address, port, owner }: OpenPort): string[] {
   return [
     FIREWALL_CHAIN,
     '-i',
@@ -90,6 +94,10 @@ function openRule({ bridge, address, port }: OpenPort): string[] {
     'tcp',
     '--dport',
     String(port),
+    '-m',
+    'comment',
+    '--comment',
+    ownerComment(owner),
     '-j',
     'ACCEPT',
   ];
@@ -103,6 +111,26 @@ export async function openHostPort(open: OpenPort): Promise<void> {
     await ensureRule(run, openRule(open), 'first');
   } catch (error) {
     throw failure(`opening ${open.address}:${open.port} on ${open.bridge}`, error);
+  }
+}
+
+/**
+ * Removes the ports an earlier run of `owner` opened and never closed (it was killed): its
+ * proxy is gone, and a later process could listen there.
+ */
+export async function closeHostPortsOf(owner: string): Promise<void> {
+  const run = commands('iptables');
+  if (!(await exists(run, ['-n', '-L', FIREWALL_CHAIN]))) return;
+  const { stdout } = await execFileAsync('iptables', ['-w', '-S', FIREWALL_CHAIN]);
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith(`-A ${FIREWALL_CHAIN} `)) continue;
+    // The listing quotes comments; "-A CHAIN spec..." deletes as "-D CHAIN spec...".
+    const spec = line
+      .slice(3)
+      .split(' ')
+      .map((word) => word.replace(/^"(.*)"$/, '$1'));
+    if (spec[spec.indexOf('--comment') + 1] !== ownerComment(owner)) continue;
+    await run(['-D', ...spec]).catch(() => undefined);
   }
 }
 

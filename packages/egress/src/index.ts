@@ -19,6 +19,7 @@ export {
   closeBridgeToHost,
   closeBridgeToPrivateNetworks,
   closeHostPort,
+  closeHostPortsOf,
   FIREWALL_CHAIN,
   FORWARD_CHAIN,
   openHostPort,

@@ -3,6 +3,7 @@ import type { Config } from '@assist-tee/config';
 import {
   closeBridgeToHost,
   closeHostPort,
+  closeHostPortsOf,
   openHostPort,
   parseAllowNet,
   startEgressProxy,
@@ -41,12 +42,16 @@ export async function startEgress(
   driver: SandboxDriver,
   config: Config['egress'],
   logger: Logger,
+  /** This process's instance id: it owns the firewall rule for its proxy port. */
+  instanceId: string,
 ): Promise<Egress> {
   const network = await driver.ensureNetwork(EGRESS_NETWORK);
   await closeBridgeToHost(network.bridge);
   const proxy = await startEgressProxy({ host: network.gateway, port: config.proxyPort, logger });
-  const open = { bridge: network.bridge, address: network.gateway, port: proxy.port };
+  const owner = instanceId;
+  const open = { bridge: network.bridge, address: network.gateway, port: proxy.port, owner };
   try {
+    await closeHostPortsOf(owner);
     await openHostPort(open);
   } catch (error) {
     await proxy.close();

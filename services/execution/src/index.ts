@@ -50,7 +50,12 @@ export async function createExecutionService(
   });
   let egress: Egress;
   try {
-    egress = await startEgress(sandbox, config.egress, logger.child({ subsystem: 'egress' }));
+    egress = await startEgress(
+      sandbox,
+      config.egress,
+      logger.child({ subsystem: 'egress' }),
+      config.instanceId,
+    );
   } catch (error) {
     await db.close();
     throw error;

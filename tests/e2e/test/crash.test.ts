@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
 import { createLogger } from '@assist-tee/logger';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
@@ -14,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handlerModules, type ServiceProcess, startService, stopService } from '../src/index.js';
 
 const NATS = 'nats://127.0.0.1:4222';
+const run = promisify(execFile);
 
 // Real processes, a real SIGKILL: what a crash of the execution service leaves, a restart mends.
 describe('the execution service killed mid-execution', () => {
@@ -29,6 +32,10 @@ describe('the execution service killed mid-execution', () => {
   let env: Record<string, string>;
   let environments: ServiceProcess;
   let execution: ServiceProcess | undefined;
+  const ownFirewallRules = async () =>
+    (await run('iptables', ['-w', '-S', 'ASSIST-TEE-INPUT'])).stdout
+      .split('\n')
+      .filter((line) => line.includes(`assist-tee:${instanceId}`));
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -42,6 +49,7 @@ describe('the execution service killed mid-execution', () => {
   afterAll(async () => {
     if (execution) await stopService(execution);
     if (environments) await stopService(environments);
+    expect(await ownFirewallRules()).toEqual([]);
     await removeLabelled(sandbox, { instanceId });
     await deleteTestStream(NATS, `${subjectPrefix.toUpperCase()}_EVENTS`);
     await database?.drop();
@@ -73,6 +81,8 @@ describe('the execution service killed mid-execution', () => {
       expect(await call).toBeInstanceOf(Error);
 
       execution = await startService('execution', executionEnv);
+      // The killed process's firewall opening for its proxy port is gone; the new one has its own.
+      expect(await ownFirewallRules()).toHaveLength(1);
       const { execution: after } = await client(execution.url).executions.getExecution({
         id: executionId!,
       });
