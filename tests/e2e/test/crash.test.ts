@@ -49,10 +49,12 @@ describe('the execution service killed mid-execution', () => {
   afterAll(async () => {
     if (execution) await stopService(execution);
     if (environments) await stopService(environments);
-    expect(await ownFirewallRules()).toEqual([]);
+    const rulesLeft = await ownFirewallRules();
     await removeLabelled(sandbox, { instanceId });
     await deleteTestStream(NATS, `${subjectPrefix.toUpperCase()}_EVENTS`);
     await database?.drop();
+    // Checked after the cleanup, so a failure here leaves nothing else behind.
+    expect(rulesLeft).toEqual([]);
   });
 
   it('finishes the execution as SANDBOX_ERROR on restart, removes its sandbox and publishes it', async () => {
