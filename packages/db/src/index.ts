@@ -4,3 +4,4 @@ export * from './environments/index.js';
 export * from './execution/index.js';
 export * from './outbox/outbox-entity.js';
 export * from './reaper/index.js';
+export * from './schemas.js';

@@ -1,16 +1,10 @@
 import { createLogger, type Logger } from '@assist-tee/logger';
 import {
-  EnvironmentEntity,
-  EnvironmentsOutboxEntity,
-  environmentsMigrations,
-  ExecutionEntity,
-  ExecutionOutboxEntity,
-  executionMigrations,
-  openDatabase,
-  ProcessedEventEntity,
-  reaperMigrations,
-  SweepEntity,
   type Database,
+  environmentsSchema,
+  executionSchema,
+  openDatabase,
+  reaperSchema,
 } from '../src/index.js';
 
 export const testLogger = (): Logger =>
@@ -19,26 +13,20 @@ export const testLogger = (): Logger =>
 export const openEnvironments = (url: string): Promise<Database> =>
   openDatabase({
     url,
-    schema: 'environments',
-    entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
-    migrations: environmentsMigrations,
+    ...environmentsSchema,
     logger: testLogger(),
   });
 
 export const openReaper = (url: string): Promise<Database> =>
   openDatabase({
     url,
-    schema: 'reaper',
-    entities: [SweepEntity],
-    migrations: reaperMigrations,
+    ...reaperSchema,
     logger: testLogger(),
   });
 
 export const openExecution = (url: string): Promise<Database> =>
   openDatabase({
     url,
-    schema: 'execution',
-    entities: [ExecutionEntity, ExecutionOutboxEntity],
-    migrations: executionMigrations,
+    ...executionSchema,
     logger: testLogger(),
   });

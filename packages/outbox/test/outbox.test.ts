@@ -1,9 +1,8 @@
 import { create } from '@bufbuild/protobuf';
 import {
   type Database,
-  ExecutionEntity,
   ExecutionOutboxEntity,
-  executionMigrations,
+  executionSchema,
   openDatabase,
 } from '@assist-tee/db';
 import { connectEventBus, type EventBus, eventHeader } from '@assist-tee/events';
@@ -38,9 +37,7 @@ describe('the transactional outbox', () => {
     nats = await startPrivateNatsServer();
     db = await openDatabase({
       url: database.url,
-      schema: 'execution',
-      entities: [ExecutionEntity, ExecutionOutboxEntity],
-      migrations: executionMigrations,
+      ...executionSchema,
       logger,
     });
     bus = await connectEventBus({ servers: nats.url, subjectPrefix: prefix, name: 'test', logger });

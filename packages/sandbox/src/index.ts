@@ -8,7 +8,7 @@ export {
 } from './labels.js';
 export { createDockerClient, type DockerClientOptions } from './client.js';
 export { environmentVolumeName } from './names.js';
-export { buildTar, validateFilePath, type SandboxFile } from './files.js';
+export { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
 export type { Sandbox, SandboxExit } from './sandbox.js';
 export {
   SANDBOX_USER,

@@ -1,3 +1,4 @@
+import { SANDBOX_ID } from '@assist-tee/sandbox';
 import type { Dependencies, InstallPlan } from './dependencies.js';
 
 export type SandboxRuntimeName = 'deno' | 'bun';
@@ -42,5 +43,5 @@ export const CODE_DIR = '/code';
 export const RUNNER_DIR = '/runner';
 export const RUNNER_ENTRY_PATH = `${RUNNER_DIR}/runner.ts`;
 export const RUNNER_CORE_PATH = `${RUNNER_DIR}/core.ts`;
-/** Uid/gid of the sandbox user; matches the driver's container user. */
-export const SANDBOX_UID = 1000;
+/** Uid/gid of the sandbox user in the images: the one the driver runs containers as. */
+export const SANDBOX_UID = SANDBOX_ID;

@@ -1,11 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import {
-  EnvironmentEntity,
-  EnvironmentsOutboxEntity,
-  environmentsMigrations,
-  openDatabase,
-  ProcessedEventEntity,
-} from '@assist-tee/db';
+import { EnvironmentsOutboxEntity, environmentsSchema, openDatabase } from '@assist-tee/db';
 import type { Consumption } from '@assist-tee/events';
 import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService } from '@assist-tee/proto';
@@ -36,9 +30,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
   );
   const db = await openDatabase({
     url: config.databaseUrl,
-    schema: 'environments',
-    entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
-    migrations: environmentsMigrations,
+    ...environmentsSchema,
     logger,
   });
   try {

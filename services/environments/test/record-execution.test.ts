@@ -1,13 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import {
-  type Database,
-  EnvironmentEntity,
-  EnvironmentsOutboxEntity,
-  environmentsMigrations,
-  openDatabase,
-  ProcessedEventEntity,
-} from '@assist-tee/db';
+import { type Database, EnvironmentEntity, environmentsSchema, openDatabase } from '@assist-tee/db';
 import { eventHeader, type ReceivedEvent } from '@assist-tee/events';
 import { createLogger } from '@assist-tee/logger';
 import { ExecutionFinishedSchema } from '@assist-tee/proto';
@@ -45,9 +38,7 @@ describe('recordExecutionFinished', () => {
     database = await createTestDatabase();
     db = await openDatabase({
       url: database.url,
-      schema: 'environments',
-      entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
-      migrations: environmentsMigrations,
+      ...environmentsSchema,
       logger,
     });
     const em = db.em();

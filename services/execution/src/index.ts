@@ -1,11 +1,6 @@
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import {
-  ExecutionEntity,
-  ExecutionOutboxEntity,
-  executionMigrations,
-  openDatabase,
-} from '@assist-tee/db';
+import { ExecutionOutboxEntity, executionSchema, openDatabase } from '@assist-tee/db';
 import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
@@ -43,9 +38,7 @@ export async function createExecutionService(
   );
   const db = await openDatabase({
     url: config.databaseUrl,
-    schema: 'execution',
-    entities: [ExecutionEntity, ExecutionOutboxEntity],
-    migrations: executionMigrations,
+    ...executionSchema,
     logger,
   });
   let egress: Egress;

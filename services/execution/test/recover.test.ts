@@ -3,7 +3,7 @@ import {
   type Database,
   ExecutionEntity,
   ExecutionOutboxEntity,
-  executionMigrations,
+  executionSchema,
   openDatabase,
 } from '@assist-tee/db';
 import { connectEventBus, type EventBus } from '@assist-tee/events';
@@ -39,9 +39,7 @@ describe('finishAbandonedExecutions', () => {
     database = await createTestDatabase();
     db = await openDatabase({
       url: database.url,
-      schema: 'execution',
-      entities: [ExecutionEntity, ExecutionOutboxEntity],
-      migrations: executionMigrations,
+      ...executionSchema,
       logger,
     });
     bus = await connectEventBus({

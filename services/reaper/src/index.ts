@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { openDatabase, reaperMigrations, SweepEntity } from '@assist-tee/db';
+import { openDatabase, reaperSchema, SweepEntity } from '@assist-tee/db';
 import { type Consumption, type EventType, eventTypes } from '@assist-tee/events';
 import {
   EnvironmentService,
@@ -50,9 +50,7 @@ export async function createReaperService(
   };
   const db = await openDatabase({
     url: config.databaseUrl,
-    schema: 'reaper',
-    entities: [SweepEntity],
-    migrations: reaperMigrations,
+    ...reaperSchema,
     logger,
   });
 

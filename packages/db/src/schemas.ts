@@ -1,0 +1,31 @@
+import type { DatabaseOptions } from './database.js';
+import {
+  EnvironmentEntity,
+  environmentsMigrations,
+  ProcessedEventEntity,
+} from './environments/index.js';
+import { ExecutionEntity, executionMigrations } from './execution/index.js';
+import { EnvironmentsOutboxEntity, ExecutionOutboxEntity } from './outbox/outbox-entity.js';
+import { reaperMigrations, SweepEntity } from './reaper/index.js';
+
+type ServiceSchema = Pick<DatabaseOptions, 'schema' | 'entities' | 'migrations'>;
+
+// Each service's schema with all its entities and migrations, in one place: a service (or a
+// test) opens `{ url, ...executionSchema, logger }` and cannot forget a table.
+export const environmentsSchema: ServiceSchema = {
+  schema: 'environments',
+  entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
+  migrations: environmentsMigrations,
+};
+
+export const executionSchema: ServiceSchema = {
+  schema: 'execution',
+  entities: [ExecutionEntity, ExecutionOutboxEntity],
+  migrations: executionMigrations,
+};
+
+export const reaperSchema: ServiceSchema = {
+  schema: 'reaper',
+  entities: [SweepEntity],
+  migrations: reaperMigrations,
+};
