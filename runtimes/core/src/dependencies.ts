@@ -6,6 +6,11 @@ export interface Dependencies {
   url: string[];
 }
 
+/** Whether there is anything to install (and so a cache or node_modules in the volume). */
+export function hasDependencies(dependencies: Dependencies | undefined): boolean {
+  return (dependencies?.npm.length ?? 0) + (dependencies?.url.length ?? 0) > 0;
+}
+
 /** What a runtime runs, in a setup sandbox with network, to install dependencies into the volume. */
 export interface InstallPlan {
   /** Generated files written next to the modules first (dependency list, import map, …). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseNpmSpecifier } from '../src/dependencies.js';
+import { hasDependencies, parseNpmSpecifier } from '../src/dependencies.js';
 
 describe('parseNpmSpecifier', () => {
   it('reads names, scopes, versions, ranges and tags', () => {
@@ -30,5 +30,14 @@ describe('parseNpmSpecifier', () => {
     ]) {
       expect(parseNpmSpecifier(spec), spec).toBeTypeOf('string');
     }
+  });
+});
+
+describe('hasDependencies', () => {
+  it('is true when there is an npm or a URL dependency', () => {
+    expect(hasDependencies(undefined)).toBe(false);
+    expect(hasDependencies({ npm: [], url: [] })).toBe(false);
+    expect(hasDependencies({ npm: ['zod'], url: [] })).toBe(true);
+    expect(hasDependencies({ npm: [], url: ['https://a.example/m.ts'] })).toBe(true);
   });
 });

@@ -12,7 +12,7 @@ import {
   ExecutionStartedSchema,
   Runtime,
 } from '@assist-tee/proto';
-import { findRuntime } from '@assist-tee/runtime-core';
+import { findRuntime, hasDependencies } from '@assist-tee/runtime-core';
 import { caBundleAccess, environmentVolumeName } from '@assist-tee/sandbox';
 import { invalidArgument, notFound } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
@@ -91,8 +91,7 @@ export async function execute(
   const run = {
     mainModule: environment.mainModule,
     allowNet: environment.permissions?.allowNet ?? [],
-    dependencies:
-      (environment.dependencies?.npm.length ?? 0) + (environment.dependencies?.url.length ?? 0) > 0,
+    dependencies: hasDependencies(environment.dependencies),
   };
   // With allow_net the sandbox joins the egress network and may use the proxy for this run only.
   const egress = run.allowNet.length > 0 ? deps.egress.grant(run.allowNet) : undefined;

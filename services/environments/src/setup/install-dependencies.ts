@@ -52,14 +52,16 @@ export async function installDependencies(
   plan: InstallPlan,
 ): Promise<{ lockfile: string }> {
   const { driver, setup, logger } = options;
-  await driver.writeFiles({
-    image: target.image,
-    volume: target.volume,
-    target: target.codeDir,
-    files: plan.files,
-    labels: target.labels,
-    owner: 'sandbox',
-  });
+  if (plan.files.length > 0) {
+    await driver.writeFiles({
+      image: target.image,
+      volume: target.volume,
+      target: target.codeDir,
+      files: plan.files,
+      labels: target.labels,
+      owner: 'sandbox',
+    });
+  }
   const started = Date.now();
   const ca = caBundleAccess(setup.caBundle);
   const sandbox = await driver.start({

@@ -1,4 +1,4 @@
-import type { SandboxRuntime } from '@assist-tee/runtime-core';
+import { hasDependencies, type SandboxRuntime } from '@assist-tee/runtime-core';
 import { environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
 import type { EnvironmentsDeps } from '../deps.js';
 import type { ValidCreateRequest } from '../validate-create.js';
@@ -22,8 +22,7 @@ export async function setUpEnvironment(
     instanceId: deps.config.instanceId,
     environmentId,
   };
-  const { npm, url } = valid.dependencies;
-  const withDependencies = npm.length + url.length > 0;
+  const withDependencies = hasDependencies(valid.dependencies);
   await deps.sandbox.createVolume(volume, labels);
   await deps.sandbox.writeFiles({
     image: runtime.image,
