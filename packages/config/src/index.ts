@@ -15,6 +15,8 @@ export interface Config {
   deployment: string;
   logLevel: string;
   http: { host: string; port: number };
+  /** On SIGTERM: time in-flight executions and setups get to finish before they are cut short. */
+  shutdownGraceMs: number;
   databaseUrl: string;
   nats: { servers: string; subjectPrefix: string };
   docker: {
@@ -23,6 +25,10 @@ export interface Config {
     sandboxRuntime: string;
     /** The engine runtime of sandboxes with network ("runsc" with --network=host, DESIGN §4). */
     sandboxNetworkRuntime: string;
+    /** The runsc binary the reaper cleans stray sandboxes with; empty turns that off. */
+    runscPath: string;
+    /** runsc's state root for the engine's sandboxes (DESIGN §4). */
+    runscRoot: string;
   };
   /** Where the other services reach the EnvironmentService when they run apart. */
   environmentsUrl: string;
@@ -114,6 +120,8 @@ export function loadConfig(env: Env = process.env): Config {
     deployment: '',
     logLevel: str('TEE_LOG_LEVEL', 'info'),
     http: { host: str('TEE_HOST', '127.0.0.1'), port: int('TEE_PORT', 8080, 0, 65535) },
+    // Inside the 30 s that Kubernetes (and our compose file) waits before a SIGKILL.
+    shutdownGraceMs: int('TEE_SHUTDOWN_GRACE_MS', 20_000, 0),
     databaseUrl: str(
       'TEE_DATABASE_URL',
       'postgres://assist_tee:assist_tee@127.0.0.1:5432/assist_tee',
@@ -126,6 +134,8 @@ export function loadConfig(env: Env = process.env): Config {
       socketPath: str('TEE_DOCKER_SOCKET', '/var/run/docker.sock'),
       sandboxRuntime: str('TEE_SANDBOX_RUNTIME', 'runsc'),
       sandboxNetworkRuntime: str('TEE_SANDBOX_NETWORK_RUNTIME', 'runsc-net'),
+      runscPath: str('TEE_RUNSC_PATH', 'runsc'),
+      runscRoot: str('TEE_RUNSC_ROOT', '/var/run/docker/runtime-runc/moby'),
     },
     environmentsUrl: str('TEE_ENVIRONMENTS_URL', 'http://127.0.0.1:8080'),
     executionUrl: str('TEE_EXECUTION_URL', 'http://127.0.0.1:8080'),

@@ -30,6 +30,19 @@ export interface ConsumeOptions {
   maxDeliver?: number;
   /** Delay before the first redelivery of a failed event, doubling after each. Default 1 s. */
   retryDelayMs?: number;
+  /**
+   * Failures that say nothing about the event (its database is restarting): the event is
+   * retried in place every retryDelayMs, without using up deliveries, until the handler
+   * succeeds or the consumer stops.
+   */
+  isTransient?: (error: unknown) => boolean;
+  /**
+   * Where a new durable starts: "all" retained events (default), or only those published
+   * after it was created (a consumer that acts on what its own process is doing now).
+   */
+  deliver?: 'all' | 'new';
+  /** Removes the durable after this long without a process consuming it (one per instance). */
+  inactiveThresholdMs?: number;
 }
 
 export interface Consumption {
@@ -73,7 +86,7 @@ export async function startConsumer(
   const retryDelayMs = options.retryDelayMs ?? 1_000;
   const logger = context.logger.child({ durable });
 
-  await ensureConsumer(context, consumerConfig(context, durable, [...types].sort(), maxDeliver));
+  await ensureConsumer(context, consumerConfig(context, options, [...types].sort(), maxDeliver));
 
   const stopSignal = new AbortController();
   let messages: ConsumerMessages | undefined;
@@ -105,7 +118,7 @@ export async function startConsumer(
     const fields = { type: event.type, eventId: event.message.eventId, seq: msg.seq };
     const working = setInterval(() => msg.working(), WORKING_INTERVAL_MS);
     try {
-      await options.handle(event);
+      await handleUntilNotTransient(event);
       msg.ack();
     } catch (error) {
       const deliveries = msg.info.deliveryCount;
@@ -122,6 +135,20 @@ export async function startConsumer(
       }
     } finally {
       clearInterval(working);
+    }
+  };
+
+  const handleUntilNotTransient = async (event: ReceivedEvent): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await options.handle(event);
+      } catch (error) {
+        if (!options.isTransient?.(error) || stopSignal.signal.aborted) throw error;
+        if (attempt === 1) {
+          logger.warn({ err: error, eventId: event.message.eventId }, 'retrying an event in place');
+        }
+        await sleep(retryDelayMs, stopSignal.signal);
+      }
     }
   };
 
@@ -179,7 +206,7 @@ export async function startConsumer(
 
 function consumerConfig(
   context: ConsumerContext,
-  durable: string,
+  options: ConsumeOptions,
   types: EventType[],
   maxDeliver: number,
 ): Partial<ConsumerConfig> & { durable_name: string } {
@@ -192,15 +219,18 @@ function consumerConfig(
         : // nats-server 2.9 (Debian 12's) filters on one subject only: take all, skip the rest.
           { filter_subject: `${context.subjectPrefix}.>`, filter_subjects: undefined };
   return {
-    durable_name: durable,
+    durable_name: options.durable,
     ack_policy: AckPolicy.Explicit,
-    // A new durable starts at the oldest retained event: nothing published before its first
-    // start is missed, and handlers are idempotent.
-    deliver_policy: DeliverPolicy.All,
+    // By default a new durable starts at the oldest retained event: nothing published before
+    // its first start is missed, and handlers are idempotent.
+    deliver_policy: options.deliver === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
     replay_policy: ReplayPolicy.Instant,
     ack_wait: nanos(ACK_WAIT_MS),
     max_deliver: maxDeliver,
     max_ack_pending: 1_000,
+    ...(options.inactiveThresholdMs === undefined
+      ? {}
+      : { inactive_threshold: nanos(options.inactiveThresholdMs) }),
     ...filter,
   };
 }
@@ -229,11 +259,13 @@ async function ensureConsumer(
       if (!(error instanceof JetStreamApiError)) throw error;
     }
   }
-  const { ack_wait, max_deliver, max_ack_pending, filter_subject, filter_subjects } = config;
+  const { ack_wait, max_deliver, max_ack_pending, inactive_threshold } = config;
+  const { filter_subject, filter_subjects } = config;
   await jsm.consumers.update(streamName, config.durable_name, {
     ack_wait,
     max_deliver,
     max_ack_pending,
+    inactive_threshold,
     filter_subject,
     filter_subjects,
   });

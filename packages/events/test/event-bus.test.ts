@@ -180,6 +180,30 @@ describe('event bus', () => {
     expect(attempts.get(after.eventId)).toHaveLength(1);
   });
 
+  it('retries an event in place through transient failures, past maxDeliver', async () => {
+    const outage = new Error('the database is restarting');
+    let calls = 0;
+    const handled: ReceivedEvent[] = [];
+    const consumer = await bus.consume({
+      durable: 'transient',
+      types: ['execution.started'],
+      maxDeliver: 2,
+      retryDelayMs: 20,
+      isTransient: (error) => error === outage,
+      handle: (event) => {
+        calls += 1;
+        if (calls <= 5) throw outage;
+        handled.push(event);
+      },
+    });
+    await bus.publish('execution.started', started());
+    await eventually(() => handled.length === 1);
+    await consumer.stop();
+    expect(calls).toBe(6);
+    // Still the first delivery: the outage used none of the event's deliveries.
+    expect(handled[0]!.redelivered).toBe(false);
+  });
+
   it('drops an undecodable message and keeps consuming', async () => {
     const { items: received, handle } = recorder((event) => event.message.eventId);
     const consumer = await bus.consume({ durable: 'robust', types: ['execution.started'], handle });
@@ -232,6 +256,40 @@ describe('event bus', () => {
     for (const [who] of handledBy.values()) counts[who as 'a' | 'b']++;
     expect(counts.a).toBeGreaterThan(0);
     expect(counts.b).toBeGreaterThan(0);
+  });
+
+  it('starts a "new" durable after what is already stored, and removes it once inactive', async () => {
+    const [before, after] = [crypto.randomUUID(), crypto.randomUUID()];
+    await bus.publish('execution.started', started(before));
+    const { items: received, handle } = recorder((event) =>
+      event.type === 'execution.started' ? event.message.executionId : '',
+    );
+    const consumer = await bus.consume({
+      durable: 'per-instance',
+      types: ['execution.started'],
+      deliver: 'new',
+      inactiveThresholdMs: 1_000,
+      handle,
+    });
+    await bus.publish('execution.started', started(after));
+    await eventually(() => received.length === 1);
+    await pause(100);
+    await consumer.stop();
+    expect(received).toEqual([after]);
+
+    const nc = await rawConnection();
+    try {
+      const jsm = await jetstreamManager(nc);
+      const exists = () =>
+        jsm.consumers.info(bus.streamName, 'per-instance').then(
+          () => true,
+          () => false,
+        );
+      // Nobody consumes it now: the server removes it after the threshold.
+      await eventually(async () => !(await exists()), 10_000);
+    } finally {
+      await nc.close();
+    }
   });
 
   it('brings an existing durable to the latest config, and stops consumers on close', async () => {

@@ -34,9 +34,12 @@ export async function deleteStream(streamName: string): Promise<void> {
 }
 
 /** Polls until the predicate holds, failing after timeoutMs. */
-export async function eventually(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
+export async function eventually(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -159,6 +159,11 @@ export function startOutbox(options: OutboxOptions): Outbox {
       stopped = true;
       wake?.();
       await loop;
+      // A last pass for the events of the work that just ended; what fails waits for a replica
+      // or the next start.
+      await relayBatch().catch((error: unknown) => {
+        logger.warn({ err: error }, 'last outbox pass failed');
+      });
     },
   };
 }

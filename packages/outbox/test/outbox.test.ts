@@ -11,7 +11,7 @@ import { ExecutionStartedSchema } from '@assist-tee/proto';
 import {
   collectEvents,
   createTestDatabase,
-  type PrivateNatsServer,
+  type PrivateServer,
   startPrivateNatsServer,
   type TestDatabase,
   testSubjectPrefix,
@@ -26,7 +26,7 @@ const started = (executionId: string) =>
 // Real Postgres, and a NATS server of this test's own so it can be stopped and started.
 describe('the transactional outbox', () => {
   let database: TestDatabase;
-  let nats: PrivateNatsServer;
+  let nats: PrivateServer;
   let db: Database;
   let bus: EventBus;
   let outbox: Outbox;
@@ -93,6 +93,28 @@ describe('the transactional outbox', () => {
       await bus.publish('execution.started', first);
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(events.events.map((event) => event.message.eventId)).toEqual(ids);
+    } finally {
+      await events.stop();
+    }
+  });
+
+  it('publishes what is still pending when it is closed', async () => {
+    await outbox.close();
+    // A relay that would not look again for a minute once its first pass is done.
+    outbox = startOutbox({ db, entity: ExecutionOutboxEntity, bus, logger, retryMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const events = await collectEvents(nats.url, prefix);
+    try {
+      const last = started('00000000-0000-4000-8000-000000000006');
+      const em = db.em();
+      outbox.add(em, 'execution.started', last);
+      await em.flush();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await pending()).toBe(1);
+
+      await outbox.close();
+      expect(await pending()).toBe(0);
+      await events.waitFor((seen) => seen.some((e) => e.message.eventId === last.eventId));
     } finally {
       await events.stop();
     }

@@ -478,6 +478,12 @@ export class SandboxDriver {
     }));
   }
 
+  /** The ids of every container the engine lists, whoever made it. */
+  async engineContainerIds(): Promise<Set<string>> {
+    const containers = await this.docker.listContainers({ all: true });
+    return new Set(containers.map((container) => container.Id));
+  }
+
   async listVolumes(labels: Partial<SandboxLabels>): Promise<ListedVolume[]> {
     const { Volumes } = await this.docker.listVolumes({
       filters: { label: labelFilter(this.labelled(labels)) },

@@ -27,3 +27,9 @@ export {
   type WriteFilesOptions,
 } from './driver.js';
 export { caBundleAccess, SANDBOX_CA_BUNDLE_PATH } from './ca-bundle.js';
+export {
+  listRunscSandboxes,
+  removeRunscSandbox,
+  type RunscHost,
+  type RunscSandbox,
+} from './runsc-state.js';

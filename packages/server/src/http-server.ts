@@ -9,7 +9,9 @@ type RequestHandler = ReturnType<typeof connectNodeAdapter>;
 
 export interface HttpServer {
   readonly port: number;
-  /** Stops accepting connections, lets open requests finish for `graceMs`, then cuts the rest. */
+  /** Stops accepting connections; open ones finish their requests and then close. */
+  stopListening(): void;
+  /** Stops listening, lets open requests finish for `graceMs`, then cuts the rest. */
   close(graceMs: number): Promise<void>;
 }
 
@@ -26,13 +28,22 @@ export async function startHttpServer(options: {
   port: number;
   handler: RequestHandler;
 }): Promise<HttpServer> {
-  const http1Server = http.createServer(options.handler);
+  let listening = true;
+  const http1Server = http.createServer((request, response) => {
+    const { socket } = request;
+    // Once stopping, a keep-alive connection ends after the response it was serving.
+    response.once('finish', () => {
+      if (!listening) socket.end();
+    });
+    options.handler(request, response);
+  });
   const http2Server = http2.createServer({}, options.handler);
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.Http2Session>();
   http2Server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    if (!listening) session.close();
   });
 
   const server = net.createServer((socket) => {
@@ -52,12 +63,21 @@ export async function startHttpServer(options: {
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
 
+  const closed = new Promise<void>((resolve) => server.once('close', resolve));
+  const stopListening = () => {
+    if (!listening) return;
+    listening = false;
+    server.close();
+    http1Server.closeIdleConnections();
+    // GOAWAY: open streams finish, new ones go elsewhere.
+    for (const session of sessions) session.close();
+  };
+
   return {
     port,
+    stopListening,
     async close(graceMs) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      http1Server.closeIdleConnections();
-      for (const session of sessions) session.close();
+      stopListening();
       const timer = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
       }, graceMs);

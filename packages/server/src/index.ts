@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './health.js';
+export * from './in-flight.js';
 export * from './http-server.js';
 export * from './pagination.js';
 export * from './process.js';

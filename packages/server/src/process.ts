@@ -24,6 +24,11 @@ export interface Service {
   readonly healthChecks: HealthCheck[];
   /** Starts background work, such as event consumers. */
   start(): Promise<void>;
+  /**
+   * Refuses new work, lets the work in hand finish for `graceMs`, then cuts it short; resolves
+   * once every piece has recorded its outcome. Called before `stop`.
+   */
+  drain?(graceMs: number): Promise<void>;
   /** Stops background work and closes what the service opened. */
   stop(): Promise<void>;
 }
@@ -32,7 +37,10 @@ export interface RunningProcess {
   readonly port: number;
   readonly url: string;
   readonly infrastructure: Infrastructure;
-  /** Stops taking requests, lets open ones finish for the grace time, then stops the services. */
+  /**
+   * Stops taking requests and work, lets what is in hand finish for config.shutdownGraceMs (then
+   * cuts it short), answers the open requests, and stops the services.
+   */
   stop(): Promise<void>;
 }
 
@@ -41,9 +49,10 @@ export interface StartProcessOptions {
   config: Config;
   logger?: Logger;
   createServices(infrastructure: Infrastructure): Promise<Service[]>;
-  /** Time open requests get to finish on stop. */
-  graceMs?: number;
 }
+
+// After the work is drained: time for the last responses to reach their clients.
+const RESPONSE_FLUSH_MS = 5_000;
 
 export async function startProcess(options: StartProcessOptions): Promise<RunningProcess> {
   const { config } = options;
@@ -104,10 +113,21 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       port: config.http.port,
       handler,
     });
-    cleanups.push(() => server.close(options.graceMs ?? 10_000));
+    cleanups.push(() => server.close(RESPONSE_FLUSH_MS));
     const url = `http://${config.http.host}:${server.port}`;
     logger.info({ url, services: services.map((service) => service.name) }, 'serving');
-    return { port: server.port, url, infrastructure, stop: stopAll };
+    let stopping: Promise<void> | undefined;
+    const stop = async () => {
+      server.stopListening();
+      const drains = await Promise.allSettled(
+        services.map(async (service) => service.drain?.(config.shutdownGraceMs)),
+      );
+      for (const drain of drains) {
+        if (drain.status === 'rejected') logger.error({ err: drain.reason }, 'draining failed');
+      }
+      await stopAll();
+    };
+    return { port: server.port, url, infrastructure, stop: () => (stopping ??= stop()) };
   } catch (error) {
     await stopAll();
     throw error;

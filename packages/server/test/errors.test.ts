@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from '@connec
 import { GetStatusResponseSchema, ReaperService } from '@assist-tee/proto';
 import { createLogger } from '@assist-tee/logger';
 import { describe, expect, it } from 'vitest';
-import { errorInterceptor, invalidArgument } from '../src/index.js';
+import { errorInterceptor, invalidArgument, isUnreachable } from '../src/index.js';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -48,5 +48,28 @@ describe('errorInterceptor', () => {
       ),
     );
     expect((await ok.getStatus({})).instanceId).toBe('x');
+  });
+});
+
+describe('isUnreachable', () => {
+  const coded = (message: string, code: string) => Object.assign(new Error(message), { code });
+
+  it('recognises a refused connection, a Postgres shutdown, and either as a cause', () => {
+    expect(isUnreachable(coded('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'))).toBe(true);
+    expect(
+      isUnreachable(coded('terminating connection due to administrator command', '57P01')),
+    ).toBe(true);
+    expect(isUnreachable(new Error('Connection terminated unexpectedly'))).toBe(true);
+    const wrapped = new Error('query failed', {
+      cause: coded('the database system is starting up', '57P03'),
+    });
+    expect(isUnreachable(wrapped)).toBe(true);
+    expect(isUnreachable(new AggregateError([coded('refused', 'ECONNREFUSED')]))).toBe(true);
+  });
+
+  it('leaves other errors alone', () => {
+    expect(isUnreachable(coded('duplicate key value', '23505'))).toBe(false);
+    expect(isUnreachable(new Error('boom'))).toBe(false);
+    expect(isUnreachable('not an error')).toBe(false);
   });
 });

@@ -53,6 +53,31 @@ describe('startHttpServer', () => {
   });
 });
 
+describe('stopping an HTTP server', () => {
+  it('refuses new connections but answers the request in progress, then closes', async () => {
+    let release: () => void = () => {};
+    const server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      handler: (_request, response) => {
+        release = () => response.end('done');
+      },
+    });
+    const base = `http://127.0.0.1:${server.port}`;
+    const inProgress = fetch(`${base}/slow`).then((response) => response.text());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    server.stopListening();
+    await expect(fetch(`${base}/new`)).rejects.toThrow();
+    release();
+    expect(await inProgress).toBe('done');
+    // The keep-alive connection ends with its response, so closing does not wait for the grace.
+    const started = Date.now();
+    await server.close(10_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
 describe('checkHealth', () => {
   it('times out a check that never answers', async () => {
     const report = await checkHealth([{ name: 'slow', check: () => new Promise(() => {}) }], 50);

@@ -51,3 +51,23 @@ export async function expectNothingLabelled(
   }
   return left;
 }
+
+/** Waits until `count` containers carrying these labels are running; fails after `timeoutMs`. */
+export async function waitForRunning(
+  driver: SandboxDriver,
+  labels: Partial<SandboxLabels>,
+  count = 1,
+  timeoutMs = 30_000,
+): Promise<ListedContainer[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const running = (await driver.listContainers(labels)).filter(
+      (container) => container.state === 'running',
+    );
+    if (running.length >= count) return running;
+    if (Date.now() > deadline) {
+      throw new Error(`${count} running containers ${JSON.stringify(labels)} did not appear`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

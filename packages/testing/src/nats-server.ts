@@ -2,35 +2,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, type PrivateServer } from './private-server.js';
 
 const NATS_SERVER = '/usr/sbin/nats-server';
 
-/** A NATS server of a test's own, to stop and start: the machine's shared one stays up. */
-export interface PrivateNatsServer {
-  readonly url: string;
-  /** Stops the server (SIGTERM); its JetStream store stays for the next start. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port and store. */
-  start(): Promise<void>;
-  /** Stops it and deletes its store. */
-  destroy(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-/** Starts nats-server with JetStream on a free loopback port; fails loudly without the binary. */
-export async function startPrivateNatsServer(): Promise<PrivateNatsServer> {
+/**
+ * Starts nats-server with JetStream on a free loopback port; fails loudly without the binary.
+ * stop() is a SIGTERM; the JetStream store stays for the next start.
+ */
+export async function startPrivateNatsServer(): Promise<PrivateServer> {
   if (!existsSync(NATS_SERVER)) {
     throw new Error(`${NATS_SERVER} is missing: run "npm run bootstrap" (it installs nats-server)`);
   }

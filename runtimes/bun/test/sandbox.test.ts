@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { RUNNER_ENTRY_PATH } from '@assist-tee/runtime-core';
 import { buildBunImage, bunRuntime } from '../src/index.js';
-import { eventFor, logMessages, onlyResult } from '../../core/testing/harness.js';
+import { eventFor, expectOomKilled, logMessages, onlyResult } from '../../core/testing/harness.js';
 import {
   describeSandboxSuite,
   type RuntimeUnderTest,
@@ -95,7 +95,6 @@ describe.concurrent('bun specifics in a sandbox', () => {
     const report = await run(spec('heap.ts', { limits: { memoryBytes: 512 * MiB } }), {
       event: eventFor({}),
     });
-    expect(report.results).toEqual([]);
-    expect(report.exit).toEqual({ exitCode: 137, oomKilled: true });
+    expectOomKilled(report);
   });
 });

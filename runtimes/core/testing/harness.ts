@@ -116,3 +116,13 @@ export function onlyResult(report: RunReport) {
   expect(report.results, JSON.stringify(report)).toHaveLength(1);
   return report.results[0]!;
 }
+
+/**
+ * A run the kernel OOM-killed: Docker reports the kill; the exit code is 137 when the kernel
+ * picks the handler's process and 2 when it picks one of runsc's own (the sandbox dies whole).
+ */
+export function expectOomKilled(report: RunReport): void {
+  expect(report.results).toEqual([]);
+  expect(report.exit.oomKilled).toBe(true);
+  expect([2, 137]).toContain(report.exit.exitCode);
+}

@@ -16,6 +16,7 @@ import {
 import { expectNothingLabelled, removeLabelled, uniqueSuffix } from '@assist-tee/testing';
 import {
   eventFor,
+  expectOomKilled,
   logMessages,
   median,
   onlyResult,
@@ -288,10 +289,12 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
         phase: 'handler',
         error: { name: 'SyntaxError', message: 'thrown from a timer' },
       });
-      // The runner exits right after the result: an interval does not keep the sandbox alive.
+      // The runner exits by itself after the result (exit code 0, not a kill): the interval and
+      // the 1e9 ms timer it leaves do not keep the sandbox alive. The bound is loose on purpose:
+      // only not waiting for those timers is asserted, not a speed on a busy machine.
       expect(onlyResult(timers)).toEqual({ type: 'result', ok: true, value: 'done' });
       expect(timers.exit.exitCode).toBe(0);
-      expect(timers.timings.exited - timers.timings.result!).toBeLessThan(2_000);
+      expect(timers.timings.exited - timers.timings.result!).toBeLessThan(15_000);
     });
 
     test('an endless loop is stopped by kill(), and `exited` resolves', async () => {
@@ -339,8 +342,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
       const report = await run(spec('oom.ts', { limits: { memoryBytes: 128 * MiB } }), {
         event: eventFor({}),
       });
-      expect(report.results).toEqual([]);
-      expect(report.exit).toEqual({ exitCode: 137, oomKilled: true });
+      expectOomKilled(report);
     });
 
     test('there is no route out, even with the runtime allowing the network', async () => {

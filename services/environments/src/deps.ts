@@ -5,6 +5,7 @@ import type { Logger } from '@assist-tee/logger';
 import type { Outbox } from '@assist-tee/outbox';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
+import type { InFlight } from '@assist-tee/server';
 
 /** What the EnvironmentService's handlers work with. */
 export interface EnvironmentsDeps {
@@ -17,4 +18,6 @@ export interface EnvironmentsDeps {
   outbox: Outbox;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
+  /** The setups running now. */
+  work: InFlight;
 }

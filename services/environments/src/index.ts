@@ -6,7 +6,14 @@ import { EnvironmentService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
-import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
+import {
+  abortReason,
+  InFlight,
+  type Infrastructure,
+  isUnreachable,
+  requireSandboxRuntime,
+  type Service,
+} from '@assist-tee/server';
 import { recordExecutionFinished } from './consumers/record-execution.js';
 import type { EnvironmentsDeps } from './deps.js';
 import { prepareSetupNetwork } from './setup/setup-network.js';
@@ -45,7 +52,8 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     bus,
     logger: logger.child({ component: 'outbox' }),
   });
-  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes, outbox };
+  const work = new InFlight('environments');
+  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes, outbox, work };
   let consumer: Consumption | undefined;
   const implementation: ServiceImpl<typeof EnvironmentService> = {
     createEnvironment: createEnvironment(deps),
@@ -62,8 +70,18 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
         durable: 'environments',
         types: ['execution.finished'],
         handle: recordExecutionFinished(deps),
+        // Postgres restarting: wait for it rather than spend the event's deliveries.
+        isTransient: isUnreachable,
       });
     },
+    drain: (graceMs) =>
+      work.drain(
+        graceMs,
+        abortReason(
+          'ServiceStopping',
+          'the environments service stopped before the setup finished',
+        ),
+      ),
     stop: async () => {
       await consumer?.stop();
       await outbox.close();

@@ -7,6 +7,7 @@ import type { Outbox } from '@assist-tee/outbox';
 import type { EnvironmentService } from '@assist-tee/proto';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
+import type { InFlight } from '@assist-tee/server';
 import type { Egress } from './egress.js';
 
 /** What the ExecutionService's handlers work with. */
@@ -22,6 +23,8 @@ export interface ExecutionDeps {
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */
   egress: Egress;
+  /** The executions running now, keyed by environment id. */
+  work: InFlight;
   /** The EnvironmentService: the execution service never reads the environments table. */
   environments: Client<typeof EnvironmentService>;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
+import { create, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { ExecutionEntity } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
@@ -14,7 +14,13 @@ import {
 } from '@assist-tee/proto';
 import { findRuntime, hasDependencies } from '@assist-tee/runtime-core';
 import { caBundleAccess, environmentVolumeName } from '@assist-tee/sandbox';
-import { invalidArgument, notFound } from '@assist-tee/server';
+import {
+  abortReason,
+  invalidArgument,
+  isUnreachable,
+  notFound,
+  retryWhileUnreachable,
+} from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
 import { resolveLimits } from './limits.js';
@@ -22,22 +28,34 @@ import { runHandler, type RunOutcome } from './run-handler.js';
 import type { LogLine } from './runner-protocol.js';
 
 const MiB = 1024 * 1024;
+/** How long an outcome waits for the database to come back before the call gives up. */
+const RECORD_RETRY_MS = 30_000;
 
 /** The fields Execute and ExecuteStream share. */
 export type ExecuteInput = Pick<ExecuteRequest, 'environmentId' | 'data' | 'env' | 'limits'>;
 
 /**
  * Runs one execution end to end: validates, records it RUNNING, runs the handler in a fresh
- * sandbox, records the outcome, and publishes execution.started / execution.finished.
+ * sandbox, records the outcome, and publishes execution.started / execution.finished. It is
+ * work in flight: a stopping service refuses it, and waits for it or cuts it short.
  */
-export async function execute(
+export function execute(
   deps: ExecutionDeps,
   input: ExecuteInput,
   onLog?: (line: LogLine) => void,
 ): Promise<Execution> {
+  return deps.work.run((signal) => executeNow(deps, input, signal, onLog), input.environmentId);
+}
+
+async function executeNow(
+  deps: ExecutionDeps,
+  input: ExecuteInput,
+  signal: AbortSignal,
+  onLog?: (line: LogLine) => void,
+): Promise<Execution> {
   const startedAt = Date.now();
   const limits = resolveLimits(input.limits, deps.config.execution);
-  const data = jsonFromValue(input.data);
+  const data = eventData(input.data);
   const eventBytes = Buffer.byteLength(JSON.stringify({ data, env: input.env }));
   if (eventBytes > deps.config.execution.maxEventBytes) {
     throw invalidArgument(
@@ -139,6 +157,7 @@ export async function execute(
       maxOutputBytes: limits.maxOutputBytes,
       logger: deps.logger.child({ executionId: row.id }),
       onLog,
+      signal,
     });
   } catch (error) {
     deps.logger.error({ err: error, executionId: row.id }, 'starting the sandbox failed');
@@ -154,20 +173,17 @@ export async function execute(
     egress?.revoke();
   }
   if (await deletedUnderIt(deps, environment.id, outcome)) {
+    const { name, message } = environmentDeleted();
     outcome = {
       ...outcome,
       status: 'SANDBOX_ERROR',
       result: null,
-      error: {
-        name: 'EnvironmentDeleted',
-        message: 'the environment was deleted while this execution ran; its sandbox was removed',
-        stack: '',
-      },
+      error: { name, message, stack: '' },
     };
   }
 
   const finishedAt = new Date();
-  Object.assign(row, {
+  const outcomeFields = {
     status: outcome.status,
     result: outcome.result,
     error: outcome.error,
@@ -176,18 +192,47 @@ export async function execute(
     exitCode: outcome.exitCode,
     durationMs: finishedAt.getTime() - startedAt,
     finishedAt,
-  });
+  };
+  Object.assign(row, outcomeFields);
   const finished = create(ExecutionFinishedSchema, {
     ...eventHeader(),
     execution: toExecutionMessage(row, { brief: true }),
   });
-  await deps.outbox.flushWith(em, 'execution.finished', finished);
+  try {
+    await deps.outbox.flushWith(em, 'execution.finished', finished);
+  } catch (error) {
+    if (!isUnreachable(error)) throw error;
+    deps.logger.warn({ executionId: row.id, err: error }, 'the outcome waits for the database');
+    // The database went away while the handler ran: keep the outcome for when it is back,
+    // each attempt in a fresh unit of work (a failed flush leaves the last one unusable).
+    await retryWhileUnreachable(async () => {
+      const fresh = deps.db.em();
+      Object.assign(await fresh.findOneOrFail(ExecutionEntity, row.id), outcomeFields);
+      await deps.outbox.flushWith(fresh, 'execution.finished', finished);
+    }, RECORD_RETRY_MS);
+  }
   deps.logger.info(
     { executionId: row.id, status: row.status, durationMs: row.durationMs },
     'execution finished',
   );
   return toExecutionMessage(row);
 }
+
+/** A Value can arrive without a kind (proto3 allows it on the wire); JSON has no such value. */
+function eventData(value: ExecuteInput['data']): JsonValue {
+  try {
+    return jsonFromValue(value);
+  } catch (error) {
+    throw invalidArgument('data', `is not a JSON value: ${(error as Error).message}`);
+  }
+}
+
+/** Why an execution ended early when its environment was deleted under it. */
+export const environmentDeleted = (): Error =>
+  abortReason(
+    'EnvironmentDeleted',
+    'the environment was deleted while this execution ran; its sandbox was removed',
+  );
 
 /**
  * Whether the sandbox died because its environment was deleted meanwhile (DeleteEnvironment

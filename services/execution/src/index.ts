@@ -6,17 +6,27 @@ import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
-import { type Infrastructure, requireSandboxRuntime, type Service } from '@assist-tee/server';
+import type { Consumption } from '@assist-tee/events';
+import {
+  abortReason,
+  InFlight,
+  type Infrastructure,
+  requireSandboxRuntime,
+  type Service,
+} from '@assist-tee/server';
+import { stopExecutionsOfDeleted } from './consumers/environment-deleted.js';
 import type { ExecutionDeps } from './deps.js';
 import { type Egress, startEgress } from './egress.js';
 import { finishAbandonedExecutions } from './recover.js';
-
-/** How often RUNNING executions past their deadline are looked for. */
-const STUCK_SWEEP_MS = 30_000;
 import { execute } from './rpc/execute.js';
 import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
 import { listExecutions } from './rpc/list-executions.js';
+
+/** How often RUNNING executions past their deadline are looked for. */
+const STUCK_SWEEP_MS = 30_000;
+/** A per-instance consumer left by an instance that is gone is removed after this. */
+const INSTANCE_CONSUMER_TTL_MS = 60 * 60_000;
 
 export interface ExecutionServiceOptions {
   /** How to reach the EnvironmentService; by default over HTTP at config.environmentsUrl. */
@@ -74,6 +84,7 @@ export async function createExecutionService(
     runtimes,
     egress,
     outbox,
+    work: new InFlight('execution'),
     environments,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
@@ -83,6 +94,7 @@ export async function createExecutionService(
     listExecutions: listExecutions(deps),
   };
   let stuckSweep: NodeJS.Timeout | undefined;
+  let consumer: Consumption | undefined;
   return {
     name: 'execution',
     routes: (router) => router.service(ExecutionService, implementation),
@@ -95,9 +107,27 @@ export async function createExecutionService(
         });
       }, STUCK_SWEEP_MS);
       stuckSweep.unref();
+      // Each instance stops its own sandboxes, so each has its own consumer; only events from
+      // now on matter to it.
+      consumer = await bus.consume({
+        durable: `execution-${config.instanceId.replace(/[^A-Za-z0-9_-]/g, '_')}`,
+        types: ['environment.deleted'],
+        deliver: 'new',
+        inactiveThresholdMs: INSTANCE_CONSUMER_TTL_MS,
+        handle: stopExecutionsOfDeleted(deps),
+      });
     },
+    drain: (graceMs) =>
+      deps.work.drain(
+        graceMs,
+        abortReason(
+          'ServiceStopping',
+          'the execution service stopped before the handler finished; its sandbox was removed',
+        ),
+      ),
     stop: async () => {
       clearInterval(stuckSweep);
+      await consumer?.stop();
       await egress.close();
       await outbox.close();
       await db.close();

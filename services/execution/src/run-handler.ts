@@ -30,6 +30,8 @@ export interface RunOptions {
   logger: Logger;
   /** Called with each log line as it arrives (ExecuteStream). */
   onLog?: (line: LogLine) => void;
+  /** Aborting stops the sandbox; the outcome is SANDBOX_ERROR named after the abort reason. */
+  signal?: AbortSignal;
 }
 
 export interface RunOutcome {
@@ -48,6 +50,9 @@ const V8_FATAL_EXIT_CODE = 133;
 const PID_LIMIT_EXIT_CODE = 2;
 const V8_OOM_MESSAGE = /JavaScript (heap )?out of memory/;
 
+/** Why the sandbox was stopped from outside. */
+type StopReason = 'startup' | 'timeout' | 'output' | 'aborted';
+
 /**
  * Runs one event through a fresh sandbox: sends the nonce, waits for the runner's ready frame,
  * sends the event, and collects logs and the result. Deadlines and the output cap are enforced
@@ -61,12 +66,12 @@ export async function runHandler(options: RunOptions): Promise<RunOutcome> {
   const logs: LogLine[] = [];
   let result: { ok: true; value: unknown } | { ok: false; error: HandlerError } | undefined;
   let ready = false;
-  let stopReason: 'startup' | 'timeout' | 'output' | undefined;
+  let stopReason: StopReason | undefined;
   let outputBytes = 0;
   let outputTruncated = false;
   let timer: NodeJS.Timeout | undefined;
 
-  const stop = (reason: NonNullable<typeof stopReason>) => {
+  const stop = (reason: StopReason) => {
     stopReason ??= reason;
     clearTimeout(timer);
     sandbox.kill().catch((error: unknown) => log.warn({ err: error }, 'kill failed'));
@@ -107,11 +112,14 @@ export async function runHandler(options: RunOptions): Promise<RunOutcome> {
     }
   });
   const stderr = new LineSplitter((line) => addLog('ERROR', line));
+  const onAbort = () => stop('aborted');
   sandbox.stdout.on('data', (chunk: Buffer) => account(chunk) && stdout.push(chunk));
   sandbox.stderr.on('data', (chunk: Buffer) => account(chunk) && stderr.push(chunk));
 
   try {
     timer = setTimeout(() => stop('startup'), options.startupTimeoutMs);
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     sandbox.stdin.write(`${nonce}\n`);
     const exit = await sandbox.exited;
     clearTimeout(timer);
@@ -129,6 +137,7 @@ export async function runHandler(options: RunOptions): Promise<RunOutcome> {
     };
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
     await sandbox.remove().catch((error: unknown) => log.error({ err: error }, 'remove failed'));
   }
 }
@@ -144,7 +153,7 @@ async function drain(streams: NodeJS.ReadableStream[]): Promise<void> {
 
 function classify(state: {
   exit: SandboxExit;
-  stopReason: 'startup' | 'timeout' | 'output' | undefined;
+  stopReason: StopReason | undefined;
   ready: boolean;
   result: { ok: true; value: unknown } | { ok: false; error: HandlerError } | undefined;
   logs: LogLine[];
@@ -165,6 +174,10 @@ function classify(state: {
   }
   if (result?.ok) return { status: 'SUCCEEDED', result: result.value, error: null };
   if (result) return { status: 'HANDLER_ERROR', result: null, error: result.error };
+  if (stopReason === 'aborted') {
+    const reason = options.signal?.reason as Error;
+    return failure('SANDBOX_ERROR', reason.name, reason.message);
+  }
   // gVisor shows V8 the host's memory, so with a large memory_mb V8 can hit its own heap
   // limit before the cgroup does: it aborts (exit 133) saying so on stderr.
   const v8OutOfMemory =

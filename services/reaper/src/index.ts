@@ -14,7 +14,7 @@ import {
   SweepReportSchema,
   SweepResponseSchema,
 } from '@assist-tee/proto';
-import type { Infrastructure, Service } from '@assist-tee/server';
+import { abortReason, InFlight, type Infrastructure, type Service } from '@assist-tee/server';
 import { sweep } from './sweep.js';
 
 export interface ReaperServiceOptions {
@@ -24,8 +24,8 @@ export interface ReaperServiceOptions {
 }
 
 /**
- * The ReaperService: sweeps on an interval and on Sweep (TTL expiry, orphan containers and
- * volumes), one replica at a time under a Postgres advisory lock, and records each sweep so
+ * The ReaperService: sweeps on an interval and on Sweep (TTL expiry, orphan containers,
+ * volumes and runsc sandboxes), one replica at a time under a Postgres advisory lock, and records each sweep so
  * GetStatus on any replica reports the last one. It also follows every event through a
  * durable consumer and counts them.
  */
@@ -47,6 +47,10 @@ export async function createReaperService(
     sandbox,
     logger,
     orphanGraceMs: config.reaper.orphanGraceMs,
+    runsc:
+      config.docker.runscPath === 'off'
+        ? undefined
+        : { path: config.docker.runscPath, root: config.docker.runscRoot },
   };
   const db = await openDatabase({
     url: config.databaseUrl,
@@ -54,8 +58,12 @@ export async function createReaperService(
     logger,
   });
 
+  // A sweep in progress is work a stopping reaper waits for.
+  const work = new InFlight('reaper');
   /** Sweeps under the lock; without `wait`, gives up at once when another replica sweeps. */
   const sweepOnce = (wait: boolean): Promise<SweepEntity | undefined> =>
+    work.run(() => lockedSweep(wait));
+  const lockedSweep = (wait: boolean): Promise<SweepEntity | undefined> =>
     db.em().transactional(async (em) => {
       const key = [`assist_tee:sweep:${config.deployment}`];
       if (wait) {
@@ -127,6 +135,11 @@ export async function createReaperService(
         });
       }, config.reaper.sweepIntervalMs);
       interval.unref();
+    },
+    drain: async (graceMs) => {
+      clearInterval(interval);
+      // A sweep is not cut short: it is waited for, whatever the grace.
+      await work.drain(graceMs, abortReason('ServiceStopping', 'the reaper is stopping'));
     },
     stop: async () => {
       clearInterval(interval);

@@ -10,7 +10,13 @@ import {
   type ExecutionService,
   ExecutionStatus,
 } from '@assist-tee/proto';
-import { fromDockerLabels, type SandboxDriver } from '@assist-tee/sandbox';
+import {
+  fromDockerLabels,
+  listRunscSandboxes,
+  removeRunscSandbox,
+  type RunscHost,
+  type SandboxDriver,
+} from '@assist-tee/sandbox';
 
 export interface SweepDeps {
   environments: Client<typeof EnvironmentService>;
@@ -19,12 +25,14 @@ export interface SweepDeps {
   logger: Logger;
   /** Containers and volumes younger than this are left alone: their owner may be mid-write. */
   orphanGraceMs: number;
+  /** Where the engine's runsc keeps sandbox state; without it stray sandboxes are not looked for. */
+  runsc?: RunscHost;
 }
 
 /**
  * One sweep: environments past their TTL are deleted through the EnvironmentService (reason
  * EXPIRED, so environment.deleted says so), then containers and volumes of this deployment that
- * nothing owns any more are removed. Executions stuck RUNNING are the execution service's to
+ * nothing owns any more are removed, and runsc sandboxes the engine no longer lists. Executions stuck RUNNING are the execution service's to
  * finish (it owns their rows); it does so on start and on its own interval.
  */
 export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepReportRecord> {
@@ -32,7 +40,7 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
     expiredEnvironments: 0,
     removedContainers: 0,
     removedVolumes: 0,
-    finishedExecutions: 0,
+    removedRunscSandboxes: 0,
     errors: [],
   };
   const failed = (what: string, error: unknown) => {
@@ -80,7 +88,47 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
       failed(`removing volume ${volume.name}`, error);
     }
   }
+  if (deps.runsc !== undefined) {
+    try {
+      report.removedRunscSandboxes = await removeStrayRunscSandboxes(
+        deps,
+        deps.runsc,
+        oldEnough,
+        failed,
+      );
+    } catch (error) {
+      failed('listing runsc sandboxes', error);
+    }
+  }
   return report;
+}
+
+/**
+ * runsc sandboxes that Docker does not list: no one can stop them through the engine any more.
+ * runsc is asked first: the engine lists a container from before runsc creates its sandbox
+ * until after runsc has deleted it, so one it is starting or removing is never taken for stray.
+ * Engine-wide, whatever the deployment: a sandbox Docker lost has no labels to tell.
+ */
+async function removeStrayRunscSandboxes(
+  deps: SweepDeps,
+  runsc: RunscHost,
+  oldEnough: (created: Date) => boolean,
+  failed: (what: string, error: unknown) => void,
+): Promise<number> {
+  const sandboxes = await listRunscSandboxes(runsc);
+  const known = await deps.sandbox.engineContainerIds();
+  let removed = 0;
+  for (const stray of sandboxes) {
+    if (known.has(stray.id) || !oldEnough(stray.createdAt)) continue;
+    try {
+      await removeRunscSandbox(runsc, stray.id);
+      deps.logger.info({ id: stray.id, status: stray.status }, 'removed a stray runsc sandbox');
+      removed += 1;
+    } catch (error) {
+      failed(`removing runsc sandbox ${stray.id.slice(0, 12)}`, error);
+    }
+  }
+  return removed;
 }
 
 /** Every environment that is not DELETED, by id. */

@@ -27,6 +27,7 @@ beforeAll(async () => {
     TEE_SUBJECT_PREFIX: testSubjectPrefix(),
     TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
     TEE_PORT: '0',
+    TEE_SHUTDOWN_GRACE_MS: '1000',
   });
 });
 
@@ -36,7 +37,6 @@ function startReaper(): Promise<RunningProcess> {
     config,
     logger: createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'warn' }, { name: 'reaper-test' }),
     createServices: async (infrastructure) => [await createReaperService(infrastructure)],
-    graceMs: 1_000,
   });
 }
 

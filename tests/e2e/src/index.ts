@@ -3,3 +3,4 @@ export * from './postgres.js';
 export * from './runtimes.js';
 export * from './stack.js';
 export * from './processes.js';
+export * from './settled.js';

@@ -2,8 +2,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { createLogger } from '@assist-tee/logger';
+import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
+import {
+  createTestDatabase,
+  deleteTestStream,
+  removeLabelled,
+  testSubjectPrefix,
+  uniqueSuffix,
+} from '@assist-tee/testing';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
+const SHARED_NATS_URL = 'nats://127.0.0.1:4222';
 
 export interface ServiceProcess {
   child: ChildProcess;
@@ -31,6 +41,8 @@ export async function startService(
     const timer = setTimeout(() => reject(new Error(`${name} did not start in time`)), 30_000);
     child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
     lines.on('line', (line) => {
+      // TEE_TEST_SERVICE_LOGS=1 shows what the service logs, to debug a failing test.
+      if (process.env.TEE_TEST_SERVICE_LOGS === '1') process.stderr.write(`[${name}] ${line}\n`);
       const entry = JSON.parse(line) as { msg?: string; url?: string };
       if (entry.msg === 'serving' && entry.url) {
         clearTimeout(timer);
@@ -52,4 +64,70 @@ export async function stopService(
   service.child.kill(signal);
   const [code] = (await once(service.child, 'exit')) as [number | null];
   return code;
+}
+
+/**
+ * What a test of services as separate processes works in: its own database, subject prefix and
+ * instance id (on every container and volume), and a driver to look at the engine with.
+ */
+export interface ProcessTestBed {
+  instanceId: string;
+  subjectPrefix: string;
+  natsUrl: string;
+  databaseUrl: string;
+  sandbox: SandboxDriver;
+  /** The environment every service of this bed starts with. */
+  env: Record<string, string>;
+  /** Starts a service with the bed's environment plus `env`; tearDown stops it. */
+  start(name: string, env?: Record<string, string>): Promise<ServiceProcess>;
+  /** SIGTERMs what still runs, removes what carries the instance id, drops the rest. */
+  tearDown(): Promise<void>;
+}
+
+/**
+ * A bed on the shared Postgres and NATS, or on servers of the test's own (`database`, `natsUrl`)
+ * that it means to stop and start.
+ */
+export async function startProcessTestBed(
+  options: { database?: { url: string }; natsUrl?: string } = {},
+): Promise<ProcessTestBed> {
+  const natsUrl = options.natsUrl ?? SHARED_NATS_URL;
+  const ownDatabase = options.database === undefined ? await createTestDatabase() : undefined;
+  const databaseUrl = options.database?.url ?? ownDatabase!.url;
+  const instanceId = `test-${uniqueSuffix()}`;
+  const subjectPrefix = testSubjectPrefix();
+  const sandbox = new SandboxDriver({
+    docker: createDockerClient({ socketPath: '/var/run/docker.sock' }),
+    logger: createLogger({ level: 'silent' }),
+    runtime: 'runsc',
+    networkRuntime: 'runsc-net',
+  });
+  const env = {
+    TEE_DATABASE_URL: databaseUrl,
+    TEE_NATS_URL: natsUrl,
+    TEE_SUBJECT_PREFIX: subjectPrefix,
+    TEE_INSTANCE_ID: instanceId,
+  };
+  const started: ServiceProcess[] = [];
+  return {
+    instanceId,
+    subjectPrefix,
+    natsUrl,
+    databaseUrl,
+    sandbox,
+    env,
+    async start(name, extra = {}) {
+      const service = await startService(name, { ...env, ...extra });
+      started.push(service);
+      return service;
+    },
+    async tearDown() {
+      for (const service of started.reverse()) await stopService(service);
+      await removeLabelled(sandbox, { instanceId });
+      await deleteTestStream(natsUrl, `${subjectPrefix.toUpperCase()}_EVENTS`).catch(() => {
+        // A test that stops its own NATS may have failed with it down.
+      });
+      await ownDatabase?.drop();
+    },
+  };
 }

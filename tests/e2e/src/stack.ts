@@ -34,6 +34,7 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
     TEE_SUBJECT_PREFIX: testSubjectPrefix(),
     TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
     TEE_PORT: '0',
+    TEE_SHUTDOWN_GRACE_MS: '1000',
     TEE_EGRESS_PROXY_PORT: '0',
     TEE_LOG_LEVEL: process.env.TEE_LOG_LEVEL ?? 'warn',
     ...env,
@@ -46,7 +47,6 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
       config,
       logger,
       createServices: createAllServices,
-      graceMs: 1_000,
     });
   } catch (error) {
     await database.drop();

@@ -145,6 +145,12 @@ describe('bad input is refused with the field named, and nothing is created', ()
         'data: the event is ',
       ],
       [
+        // A Value without a kind: valid on the wire, not a JSON value.
+        () => tee.client.executions.execute({ environmentId, data: {} }),
+        Code.InvalidArgument,
+        'data: is not a JSON value',
+      ],
+      [
         () => tee.client.executions.execute({ environmentId, env: { SECRET: 'x' } }),
         Code.InvalidArgument,
         'env["SECRET"]: ',

@@ -1,18 +1,63 @@
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { DeletionReason, EnvironmentStatus, ExecutionStatus, Runtime } from '@assist-tee/client';
-import { fromJson } from '@bufbuild/protobuf';
+import { create, fromJson } from '@bufbuild/protobuf';
+import { eventHeader } from '@assist-tee/events';
+import { EnvironmentDeletedSchema } from '@assist-tee/proto';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { environmentVolumeName } from '@assist-tee/sandbox';
 import { denoRuntime } from '@assist-tee/runtime-deno';
-import { collectEvents, listLabelled } from '@assist-tee/testing';
-import { describe, expect, it } from 'vitest';
-import { handlerModules, sumExample, useTestStack } from '../src/index.js';
+import { collectEvents, listLabelled, uniqueSuffix, waitForRunning } from '@assist-tee/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { expectSettled, handlerModules, sumExample, useTestStack } from '../src/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const RUNSC_ROOT = '/var/run/docker/runtime-runc/moby';
+const runsc = (...args: string[]) => promisify(execFile)('runsc', ['--root', RUNSC_ROOT, ...args]);
+
+/**
+ * What a failed runsc start can leave (DESIGN §4): a sandbox runsc keeps under the engine's
+ * root, with its processes, that Docker does not list.
+ */
+async function plantStrayRunscSandbox() {
+  const bundle = await mkdtemp(join(tmpdir(), 'tee-stray-'));
+  await mkdir(join(bundle, 'rootfs'));
+  await promisify(execFile)('runsc', ['spec'], { cwd: bundle });
+  const id = `tee-stray-${uniqueSuffix()}`;
+  // The sandbox's processes keep whatever stdio they get: none, or the call would wait for them.
+  const create = spawn(
+    'runsc',
+    ['--root', RUNSC_ROOT, '--network=none', 'create', '--bundle', bundle, id],
+    { stdio: 'ignore' },
+  );
+  const [code] = (await once(create, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`runsc create exited with ${code}`);
+  const { pid } = JSON.parse((await runsc('state', id)).stdout) as { pid: number };
+  return {
+    id,
+    pid,
+    async cleanUp() {
+      await runsc('delete', '--force', id).catch(() => undefined);
+      await rm(bundle, { recursive: true, force: true });
+    },
+  };
+}
 
 describe('the reaper, and deletion under a running execution', () => {
   // No grace: what the test plants is swept at once. Interval sweeps stay out of the way.
   const tee = useTestStack({ TEE_ORPHAN_GRACE_MS: '0', TEE_SWEEP_INTERVAL_MS: '3600000' });
+  afterEach(() =>
+    expectSettled({
+      sandbox: tee.stack.process.infrastructure.sandbox,
+      databaseUrl: tee.stack.config.databaseUrl,
+      labels: { instanceId: tee.stack.config.instanceId },
+    }),
+  );
 
   it('expires environments past their TTL, once, even with two sweeps at the same time', async () => {
     const events = await collectEvents(
@@ -88,10 +133,15 @@ describe('the reaper, and deletion under a running execution', () => {
       labels,
     });
 
-    const { report } = await tee.client.reaper.sweep({});
+    const stray = await plantStrayRunscSandbox();
+
+    const { report } = await tee.client.reaper.sweep({}).finally(() => stray.cleanUp());
     expect(report!.removedContainers).toBeGreaterThanOrEqual(1);
     expect(report!.removedVolumes).toBeGreaterThanOrEqual(1);
+    expect(report!.removedRunscSandboxes).toBeGreaterThanOrEqual(1);
     expect(report!.errors).toEqual([]);
+    expect((await runsc('list')).stdout).not.toContain(stray.id);
+    expect(() => process.kill(stray.pid, 0)).toThrow();
     expect(await listLabelled(driver, { environmentId: ghost })).toEqual({
       containers: [],
       volumes: [],
@@ -114,10 +164,7 @@ describe('the reaper, and deletion under a running execution', () => {
       environmentId: id,
       limits: { timeoutMs: 120_000 },
     });
-    for (let tries = 0; tries < 150; tries++) {
-      if ((await driver.listContainers({ environmentId: id })).length > 0) break;
-      await sleep(100);
-    }
+    await waitForRunning(driver, { environmentId: id });
     await tee.client.environments.deleteEnvironment({ id });
     const { execution } = await running;
     expect(execution!.status).toBe(ExecutionStatus.SANDBOX_ERROR);
@@ -126,5 +173,33 @@ describe('the reaper, and deletion under a running execution', () => {
       containers: [],
       volumes: [],
     });
+  });
+
+  it('stops its executions on environment.deleted from elsewhere (another host deleted it)', async () => {
+    const { environment } = await tee.client.environments.createEnvironment({
+      ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 60_000));'),
+      runtime: Runtime.DENO,
+    });
+    const id = environment!.id;
+    const { bus, sandbox: driver } = tee.stack.process.infrastructure;
+    const running = tee.client.executions.execute({
+      environmentId: id,
+      limits: { timeoutMs: 120_000 },
+    });
+    await waitForRunning(driver, { environmentId: id });
+    // Only the event: this engine's containers are not touched by a deletion.
+    await bus.publish(
+      'environment.deleted',
+      create(EnvironmentDeletedSchema, {
+        ...eventHeader(),
+        environmentId: id,
+        reason: DeletionReason.REQUESTED,
+      }),
+    );
+    const { execution } = await running;
+    expect(execution!.status).toBe(ExecutionStatus.SANDBOX_ERROR);
+    expect(execution!.error?.name).toBe('EnvironmentDeleted');
+    expect((await listLabelled(driver, { environmentId: id })).containers).toEqual([]);
+    await tee.client.environments.deleteEnvironment({ id });
   });
 });

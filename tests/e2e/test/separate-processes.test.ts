@@ -1,51 +1,28 @@
 import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
-import {
-  createTestDatabase,
-  deleteTestStream,
-  removeLabelled,
-  testSubjectPrefix,
-  uniqueSuffix,
-} from '@assist-tee/testing';
-import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
-import { createLogger } from '@assist-tee/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ServiceProcess, startService, stopService, sumExample } from '../src/index.js';
+import {
+  type ProcessTestBed,
+  type ServiceProcess,
+  startProcessTestBed,
+  stopService,
+  sumExample,
+} from '../src/index.js';
 
 describe('each service as its own process', () => {
-  const instanceId = `test-${uniqueSuffix()}`;
-  const subjectPrefix = testSubjectPrefix();
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let bed: ProcessTestBed;
   const services: Record<string, ServiceProcess> = {};
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const env = {
-      TEE_DATABASE_URL: database.url,
-      TEE_SUBJECT_PREFIX: subjectPrefix,
-      TEE_INSTANCE_ID: instanceId,
-    };
-    services.environments = await startService('environments', env);
-    services.reaper = await startService('reaper', env);
-    services.execution = await startService('execution', {
-      ...env,
+    bed = await startProcessTestBed();
+    services.environments = await bed.start('environments');
+    services.reaper = await bed.start('reaper');
+    services.execution = await bed.start('execution', {
       TEE_ENVIRONMENTS_URL: services.environments.url,
     });
   });
-
-  afterAll(async () => {
-    for (const service of Object.values(services)) await stopService(service);
-    const sandbox = new SandboxDriver({
-      docker: createDockerClient({ socketPath: '/var/run/docker.sock' }),
-      logger: createLogger({ level: 'silent' }),
-      runtime: 'runsc',
-      networkRuntime: 'runsc-net',
-    });
-    await removeLabelled(sandbox, { instanceId });
-    await deleteTestStream('nats://127.0.0.1:4222', `${subjectPrefix.toUpperCase()}_EVENTS`);
-    await database?.drop();
-  });
+  afterAll(() => bed?.tearDown());
 
   it('serves /healthz on every process', async () => {
     for (const service of Object.values(services)) {

@@ -4,7 +4,8 @@ export interface SweepReportRecord {
   expiredEnvironments: number;
   removedContainers: number;
   removedVolumes: number;
-  finishedExecutions: number;
+  /** Absent in sweeps recorded before it was counted. */
+  removedRunscSandboxes?: number;
   errors: string[];
 }
 

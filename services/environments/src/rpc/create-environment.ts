@@ -25,65 +25,79 @@ import { validateCreateRequest } from '../validate-create.js';
  * trace the reaper can follow; a failure removes the volume and marks the row FAILED.
  */
 export function createEnvironment(deps: EnvironmentsDeps) {
-  return async (request: CreateEnvironmentRequest): Promise<CreateEnvironmentResponse> => {
-    const valid = validateCreateRequest(request, {
-      ...deps.config.modules,
-      ...deps.config.environments,
-      maxDependencies: deps.config.setup.maxDependencies,
-    });
-    const runtimeName = Runtime[valid.runtime] as RuntimeName;
-    const runtime = findRuntime(deps.runtimes, runtimeName);
-    // Validation accepts exactly the runtimes this service has; anything else is a bug.
-    if (runtime === undefined) throw new Error(`no sandbox runtime for ${runtimeName}`);
-    const em = deps.db.em();
-    const now = new Date();
-    const row = em.create(EnvironmentEntity, {
-      id: randomUUID(),
-      status: 'PENDING',
-      runtime: runtimeName,
-      mainModule: valid.mainModule,
-      modulePaths: valid.modules.map((module) => module.path),
-      modulesSizeBytes: valid.modulesSizeBytes,
-      dependencies: valid.dependencies,
-      permissions: { allowNet: valid.allowNet, allowEnv: valid.allowEnv },
-      ttlSeconds: valid.ttlSeconds,
-      labels: request.labels,
-      error: null,
-      lockfile: null,
-      executionCount: 0,
-      createdAt: now,
-      updatedAt: now,
-      lastUsedAt: now,
-      deletedAt: null,
-    });
-    await em.flush();
+  return (request: CreateEnvironmentRequest): Promise<CreateEnvironmentResponse> =>
+    deps.work.run((signal) => setUp(deps, request, signal));
+}
 
-    try {
-      row.lockfile = (await setUpEnvironment(deps, row.id, valid, runtime)).lockfile;
-    } catch (error) {
-      const userError = error instanceof InstallFailedError;
-      if (!userError) deps.logger.error({ err: error, environmentId: row.id }, 'setup failed');
-      const volume = environmentVolumeName(row.id);
-      await deps.sandbox.removeVolume(volume).catch((cleanupError: unknown) => {
-        deps.logger.error({ err: cleanupError, volume }, 'removing the volume failed');
-      });
-      row.status = 'FAILED';
-      row.error = userError ? error.message : 'storing the modules failed';
-      row.updatedAt = new Date();
-      const environment = toEnvironmentMessage(row);
-      const failed = create(EnvironmentFailedSchema, { ...eventHeader(), environment });
-      await deps.outbox.flushWith(em, 'environment.failed', failed);
-      // A failed install is the caller's to read (like an execution outcome); ours is not.
-      if (userError) return create(CreateEnvironmentResponseSchema, { environment });
-      throw new ConnectError('storing the modules failed; try again', Code.Unavailable);
+async function setUp(
+  deps: EnvironmentsDeps,
+  request: CreateEnvironmentRequest,
+  signal: AbortSignal,
+): Promise<CreateEnvironmentResponse> {
+  const valid = validateCreateRequest(request, {
+    ...deps.config.modules,
+    ...deps.config.environments,
+    maxDependencies: deps.config.setup.maxDependencies,
+  });
+  const runtimeName = Runtime[valid.runtime] as RuntimeName;
+  const runtime = findRuntime(deps.runtimes, runtimeName);
+  // Validation accepts exactly the runtimes this service has; anything else is a bug.
+  if (runtime === undefined) throw new Error(`no sandbox runtime for ${runtimeName}`);
+  const em = deps.db.em();
+  const now = new Date();
+  const row = em.create(EnvironmentEntity, {
+    id: randomUUID(),
+    status: 'PENDING',
+    runtime: runtimeName,
+    mainModule: valid.mainModule,
+    modulePaths: valid.modules.map((module) => module.path),
+    modulesSizeBytes: valid.modulesSizeBytes,
+    dependencies: valid.dependencies,
+    permissions: { allowNet: valid.allowNet, allowEnv: valid.allowEnv },
+    ttlSeconds: valid.ttlSeconds,
+    labels: request.labels,
+    error: null,
+    lockfile: null,
+    executionCount: 0,
+    createdAt: now,
+    updatedAt: now,
+    lastUsedAt: now,
+    deletedAt: null,
+  });
+  await em.flush();
+
+  try {
+    row.lockfile = (await setUpEnvironment(deps, row.id, valid, runtime, signal)).lockfile;
+  } catch (error) {
+    const userError = error instanceof InstallFailedError;
+    const stopped = signal.aborted;
+    if (!userError && !stopped) {
+      deps.logger.error({ err: error, environmentId: row.id }, 'setup failed');
     }
-
-    row.status = 'READY';
+    const volume = environmentVolumeName(row.id);
+    await deps.sandbox.removeVolume(volume).catch((cleanupError: unknown) => {
+      deps.logger.error({ err: cleanupError, volume }, 'removing the volume failed');
+    });
+    row.status = 'FAILED';
+    row.error = userError
+      ? error.message
+      : stopped
+        ? (signal.reason as Error).message
+        : 'storing the modules failed';
     row.updatedAt = new Date();
     const environment = toEnvironmentMessage(row);
-    const created = create(EnvironmentCreatedSchema, { ...eventHeader(), environment });
-    await deps.outbox.flushWith(em, 'environment.created', created);
-    deps.logger.info({ environmentId: row.id, modules: valid.modules.length }, 'environment ready');
-    return create(CreateEnvironmentResponseSchema, { environment });
-  };
+    const failed = create(EnvironmentFailedSchema, { ...eventHeader(), environment });
+    await deps.outbox.flushWith(em, 'environment.failed', failed);
+    // A failed install is the caller's to read (like an execution outcome); ours is not.
+    if (userError) return create(CreateEnvironmentResponseSchema, { environment });
+    throw new ConnectError(`${row.error}; try again`, Code.Unavailable);
+  }
+
+  row.status = 'READY';
+  row.updatedAt = new Date();
+  const environment = toEnvironmentMessage(row);
+  const created = create(EnvironmentCreatedSchema, { ...eventHeader(), environment });
+  await deps.outbox.flushWith(em, 'environment.created', created);
+  deps.logger.info({ environmentId: row.id, modules: valid.modules.length }, 'environment ready');
+  return create(CreateEnvironmentResponseSchema, { environment });
 }

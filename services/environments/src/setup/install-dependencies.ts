@@ -47,11 +47,17 @@ export function installEnvironment(setup: SetupConfig): string[] {
  * is always removed.
  */
 export async function installDependencies(
-  options: { driver: SandboxDriver; setup: SetupConfig; logger: Logger },
+  options: {
+    driver: SandboxDriver;
+    setup: SetupConfig;
+    logger: Logger;
+    /** Aborting kills the install; this then throws the abort reason. */
+    signal: AbortSignal;
+  },
   target: InstallTarget,
   plan: InstallPlan,
 ): Promise<{ lockfile: string }> {
-  const { driver, setup, logger } = options;
+  const { driver, setup, logger, signal } = options;
   if (plan.files.length > 0) {
     await driver.writeFiles({
       image: target.image,
@@ -88,15 +94,21 @@ export async function installDependencies(
   sandbox.stderr.on('data', keep);
   sandbox.stdin.end();
   let timedOut = false;
+  const kill = () => {
+    sandbox.kill().catch((error: unknown) => logger.warn({ err: error }, 'kill failed'));
+  };
   const timer = setTimeout(() => {
     timedOut = true;
-    void sandbox.kill().catch((error: unknown) => logger.warn({ err: error }, 'kill failed'));
+    kill();
   }, setup.timeoutMs);
+  if (signal.aborted) kill();
+  signal.addEventListener('abort', kill, { once: true });
   try {
     const exit = await sandbox.exited;
     clearTimeout(timer);
     const tail = () => outputTail(output);
     logger.info({ exit, ms: Date.now() - started }, 'dependency install finished');
+    signal.throwIfAborted();
     if (timedOut) {
       throw new InstallFailedError(
         `installing dependencies took longer than ${setup.timeoutMs} ms${tail()}`,
@@ -114,6 +126,7 @@ export async function installDependencies(
     }
   } finally {
     clearTimeout(timer);
+    signal.removeEventListener('abort', kill);
     await sandbox.remove();
   }
 

@@ -15,6 +15,7 @@ export async function setUpEnvironment(
   environmentId: string,
   valid: ValidCreateRequest,
   runtime: SandboxRuntime,
+  signal: AbortSignal,
 ): Promise<{ lockfile: string | null }> {
   const volume = environmentVolumeName(environmentId);
   const labels: SandboxLabels = {
@@ -39,6 +40,7 @@ export async function setUpEnvironment(
       driver: deps.sandbox,
       setup: deps.config.setup,
       logger: deps.logger.child({ environmentId }),
+      signal,
     },
     { image: runtime.image, volume, codeDir: runtime.codeDir, labels, network: SETUP_NETWORK.name },
     runtime.installPlan(valid.dependencies),
