@@ -67,10 +67,12 @@ describe('execution outcomes', () => {
       });
 
       // V8 hits its own heap limit first there (exit 133); JavaScriptCore runs into the cgroup's.
+      // Filling 512 MiB through gVisor's page faults can take over 10 s on a busy machine: the
+      // timeout is generous so that only the memory limit can end it.
       it('reports a JS-heap bomb under a large memory_mb as OOM too', async () => {
         const { execution } = await run(
           'const hog = []; while (true) hog.push(new Array(1024 * 1024).fill({}));',
-          { memoryMb: 512 },
+          { memoryMb: 512, timeoutMs: 50_000 },
         );
         expect(execution.status).toBe(ExecutionStatus.OOM);
       });
