@@ -67,6 +67,17 @@ export interface Config {
     defaultTtlSeconds: number;
     maxTtlSeconds: number;
   };
+  /** The execution service's warm sandboxes (services/execution/src/warm-pool.ts). */
+  pool: {
+    /** Most warm sandboxes per environment; 0 turns the pool off (every execution is cold). */
+    maxPerEnvironment: number;
+    /** The memory limits of all warm sandboxes together stay within this. */
+    memoryBudgetMb: number;
+    /** An environment not executed for this long keeps no warm sandbox. */
+    idleMs: number;
+    /** Warm sandboxes started at once, over all environments. */
+    maxStarts: number;
+  };
   reaper: {
     sweepIntervalMs: number;
     /** Containers and volumes younger than this are never orphans (their owner may be mid-write). */
@@ -184,6 +195,12 @@ export function loadConfig(env: Env = process.env): Config {
     environments: {
       defaultTtlSeconds: int('TEE_DEFAULT_TTL_SECONDS', 24 * 60 * 60, 1),
       maxTtlSeconds: int('TEE_MAX_TTL_SECONDS', 7 * 24 * 60 * 60, 1),
+    },
+    pool: {
+      maxPerEnvironment: int('TEE_POOL_MAX_PER_ENVIRONMENT', 4, 0),
+      memoryBudgetMb: int('TEE_POOL_MEMORY_MB', 4096, 0),
+      idleMs: int('TEE_POOL_IDLE_MS', 5 * 60_000, 1000),
+      maxStarts: int('TEE_POOL_MAX_STARTS', 2, 1),
     },
     reaper: {
       sweepIntervalMs: int('TEE_SWEEP_INTERVAL_MS', 60_000, 100),

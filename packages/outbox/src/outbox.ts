@@ -60,6 +60,9 @@ export function startOutbox(options: OutboxOptions): Outbox {
   /** Publishes one batch; returns how many were published and whether some are still pending. */
   async function relayBatch(): Promise<{ published: number; more: boolean }> {
     return db.em().transactional(async (em) => {
+      // A mark lost in a database crash only re-publishes, and JetStream drops the duplicate:
+      // no need to wait for the disk, and the executions' own commits do not queue behind it.
+      await em.getConnection().execute('set local synchronous_commit = off');
       const rows = await em.find(
         entity,
         { publishedAt: null },

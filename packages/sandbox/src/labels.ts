@@ -8,6 +8,8 @@ export interface SandboxLabels {
   instanceId: string;
   environmentId?: string;
   executionId?: string;
+  /** 'warm' on a sandbox started ahead of demand: no execution is its own until one takes it. */
+  pool?: string;
   /** The system it belongs to (its event namespace): a reaper sweeps only its own. */
   deployment?: string;
 }
@@ -17,6 +19,7 @@ const KEYS: Record<keyof SandboxLabels, string> = {
   instanceId: `${LABEL_PREFIX}.instance-id`,
   environmentId: `${LABEL_PREFIX}.environment-id`,
   executionId: `${LABEL_PREFIX}.execution-id`,
+  pool: `${LABEL_PREFIX}.pool`,
   deployment: `${LABEL_PREFIX}.deployment`,
 };
 

@@ -34,12 +34,21 @@ export async function listLabelled(
   return { containers, volumes };
 }
 
-/** Throws, naming what is left, if any container or volume carries these labels. */
+/**
+ * Throws, naming what is left, if any container or volume carries these labels after
+ * `withinMs`: a used sandbox is removed in the background, just after its execution answers.
+ */
 export async function expectNothingLabelled(
   driver: SandboxDriver,
   labels: Partial<SandboxLabels>,
+  withinMs = 10_000,
 ): Promise<LabelledResources> {
-  const left = await listLabelled(driver, labels);
+  const deadline = Date.now() + withinMs;
+  let left = await listLabelled(driver, labels);
+  while ((left.containers.length > 0 || left.volumes.length > 0) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = await listLabelled(driver, labels);
+  }
   if (left.containers.length > 0 || left.volumes.length > 0) {
     const names = [
       ...left.containers.map(

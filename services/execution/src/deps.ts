@@ -9,6 +9,7 @@ import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
 import type { InFlight } from '@assist-tee/server';
 import type { Egress } from './egress.js';
+import type { WarmPool } from './warm-pool.js';
 
 /** What the ExecutionService's handlers work with. */
 export interface ExecutionDeps {
@@ -23,6 +24,8 @@ export interface ExecutionDeps {
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */
   egress: Egress;
+  /** Sandboxes started ahead of demand; it also removes used sandboxes in the background. */
+  pool: WarmPool;
   /** The executions running now, keyed by environment id. */
   work: InFlight;
   /** The EnvironmentService: the execution service never reads the environments table. */

@@ -10,10 +10,7 @@ import {
   type Execution,
   ExecutionFinishedSchema,
   ExecutionStartedSchema,
-  Runtime,
 } from '@assist-tee/proto';
-import { findRuntime, hasDependencies } from '@assist-tee/runtime-core';
-import { caBundleAccess, environmentVolumeName } from '@assist-tee/sandbox';
 import {
   abortReason,
   invalidArgument,
@@ -24,10 +21,10 @@ import {
 import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
 import { resolveLimits } from './limits.js';
-import { runHandler, type RunOutcome } from './run-handler.js';
+import type { RunOutcome } from './handler-sandbox.js';
+import { launchSandbox, runtimeOf } from './launch.js';
 import type { LogLine } from './runner-protocol.js';
 
-const MiB = 1024 * 1024;
 /** How long an outcome waits for the database to come back before the call gives up. */
 const RECORD_RETRY_MS = 30_000;
 
@@ -64,14 +61,7 @@ async function executeNow(
     );
   }
   const environment = await readyEnvironment(deps, input.environmentId);
-  const runtimeName = Runtime[environment.runtime] ?? String(environment.runtime);
-  const runtime = findRuntime(deps.runtimes, runtimeName);
-  if (runtime === undefined) {
-    throw new ConnectError(
-      `environment ${JSON.stringify(environment.id)} uses runtime ${runtimeName}, which this server cannot run`,
-      Code.FailedPrecondition,
-    );
-  }
+  runtimeOf(deps, environment); // FailedPrecondition before anything is recorded
   const allowed = new Set(environment.permissions?.allowEnv ?? []);
   for (const name of Object.keys(input.env)) {
     if (!allowed.has(name)) {
@@ -82,6 +72,11 @@ async function executeNow(
     }
   }
 
+  // A warm sandbox was started with the default limits: other limits need a cold one.
+  const { defaults } = deps.config.execution;
+  const fitsPool =
+    limits.memoryMb === defaults.memoryMb && limits.cpuMillicores === defaults.cpuMillicores;
+  let sandbox = fitsPool ? await deps.pool.take(environment) : undefined;
   const em = deps.db.em();
   const row = em.create(ExecutionEntity, {
     id: randomUUID(),
@@ -94,7 +89,7 @@ async function executeNow(
     exitCode: null,
     durationMs: null,
     limits,
-    warm: false,
+    warm: sandbox !== undefined,
     instanceId: deps.config.instanceId,
     createdAt: new Date(startedAt),
     finishedAt: null,
@@ -104,45 +99,18 @@ async function executeNow(
     executionId: row.id,
     environmentId: environment.id,
   });
-  await deps.outbox.flushWith(em, 'execution.started', started);
-
-  const run = {
-    mainModule: environment.mainModule,
-    allowNet: environment.permissions?.allowNet ?? [],
-    dependencies: hasDependencies(environment.dependencies),
-  };
-  // With allow_net the sandbox joins the egress network and may use the proxy for this run only.
-  const egress = run.allowNet.length > 0 ? deps.egress.grant(run.allowNet) : undefined;
-  const ca = caBundleAccess(egress === undefined ? '' : deps.config.setup.caBundle);
+  // The RUNNING row is written while the handler runs, off the answer's path. Should the
+  // write fail, the run is stopped and the call fails with it.
+  const recording = new AbortController();
+  const recorded = deps.outbox
+    .flushWith(em, 'execution.started', started)
+    .catch((error: unknown) => {
+      recording.abort(error);
+    });
   let outcome: RunOutcome;
   try {
-    outcome = await runHandler({
-      driver: deps.sandbox,
-      spec: {
-        image: runtime.image,
-        cmd: runtime.command(run),
-        env: [...runtime.env(run), ...(egress?.env ?? []), ...ca.env],
-        network: egress?.network,
-        hosts: egress?.hosts,
-        files: ca.files,
-        volume: {
-          name: environmentVolumeName(environment.id),
-          target: runtime.codeDir,
-          readOnly: true,
-        },
-        limits: {
-          memoryBytes: limits.memoryMb * MiB,
-          nanoCpus: limits.cpuMillicores * 1_000_000,
-          pidsLimit: deps.config.execution.pidsLimit,
-          tmpfsBytes: deps.config.execution.tmpfsMb * MiB,
-        },
-        labels: {
-          owner: 'execution',
-          instanceId: deps.config.instanceId,
-          environmentId: environment.id,
-          executionId: row.id,
-        },
-      },
+    sandbox ??= await launchSandbox(deps, environment, limits, { executionId: row.id });
+    outcome = await sandbox.run({
       event: {
         data,
         env: input.env,
@@ -153,11 +121,9 @@ async function executeNow(
         },
       },
       timeoutMs: limits.timeoutMs,
-      startupTimeoutMs: deps.config.execution.startupTimeoutMs,
       maxOutputBytes: limits.maxOutputBytes,
-      logger: deps.logger.child({ executionId: row.id }),
       onLog,
-      signal,
+      signal: AbortSignal.any([signal, recording.signal]),
     });
   } catch (error) {
     deps.logger.error({ err: error, executionId: row.id }, 'starting the sandbox failed');
@@ -170,8 +136,11 @@ async function executeNow(
       exitCode: -1,
     };
   } finally {
-    egress?.revoke();
+    // Removal is off the answer's path; the pool tracks it, and shutdown waits for it.
+    if (sandbox !== undefined) deps.pool.discard(sandbox);
   }
+  await recorded;
+  if (recording.signal.aborted) throw recording.signal.reason;
   if (await deletedUnderIt(deps, environment.id, outcome)) {
     const { name, message } = environmentDeleted();
     outcome = {

@@ -14,14 +14,17 @@ import {
   requireSandboxRuntime,
   type Service,
 } from '@assist-tee/server';
-import { stopExecutionsOfDeleted } from './consumers/environment-deleted.js';
+import { onEnvironmentEvent } from './consumers/environment-events.js';
 import type { ExecutionDeps } from './deps.js';
 import { type Egress, startEgress } from './egress.js';
 import { finishAbandonedExecutions } from './recover.js';
 import { execute } from './rpc/execute.js';
 import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
+import { getPoolStatus } from './rpc/get-pool-status.js';
 import { listExecutions } from './rpc/list-executions.js';
+import { launchSandbox } from './launch.js';
+import { WarmPool } from './warm-pool.js';
 
 /** How often RUNNING executions past their deadline are looked for. */
 const STUCK_SWEEP_MS = 30_000;
@@ -75,15 +78,20 @@ export async function createExecutionService(
       EnvironmentService,
       createConnectTransport({ baseUrl: config.environmentsUrl, httpVersion: '1.1' }),
     );
+  const launchDeps = { config, logger, sandbox, runtimes, egress };
+  const pool = new WarmPool({
+    settings: config.pool,
+    sandboxMemoryMb: config.execution.defaults.memoryMb,
+    launch: (environment) =>
+      launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }),
+    logger: logger.child({ component: 'pool' }),
+  });
   const deps: ExecutionDeps = {
-    config,
-    logger,
+    ...launchDeps,
     db,
     bus,
-    sandbox,
-    runtimes,
-    egress,
     outbox,
+    pool,
     work: new InFlight('execution'),
     environments,
   };
@@ -91,6 +99,7 @@ export async function createExecutionService(
     execute: execute(deps),
     executeStream: executeStream(deps),
     getExecution: getExecution(deps),
+    getPoolStatus: getPoolStatus(deps),
     listExecutions: listExecutions(deps),
   };
   let stuckSweep: NodeJS.Timeout | undefined;
@@ -107,14 +116,14 @@ export async function createExecutionService(
         });
       }, STUCK_SWEEP_MS);
       stuckSweep.unref();
-      // Each instance stops its own sandboxes, so each has its own consumer; only events from
-      // now on matter to it.
+      // Each instance keeps its own pool and stops its own sandboxes, so each has its own
+      // consumer; only events from now on matter to it.
       consumer = await bus.consume({
         durable: `execution-${config.instanceId.replace(/[^A-Za-z0-9_-]/g, '_')}`,
-        types: ['environment.deleted'],
+        types: ['environment.created', 'environment.deleted'],
         deliver: 'new',
         inactiveThresholdMs: INSTANCE_CONSUMER_TTL_MS,
-        handle: stopExecutionsOfDeleted(deps),
+        handle: onEnvironmentEvent(deps),
       });
     },
     drain: (graceMs) =>
@@ -128,6 +137,7 @@ export async function createExecutionService(
     stop: async () => {
       clearInterval(stuckSweep);
       await consumer?.stop();
+      await pool.close();
       await egress.close();
       await outbox.close();
       await db.close();

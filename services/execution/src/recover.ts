@@ -42,6 +42,16 @@ export async function finishAbandonedExecutions(
     const containers = await deps.sandbox.listContainers({ executionId: row.id });
     await Promise.all(containers.map((container) => deps.sandbox.removeContainer(container.id)));
   }
+  if (which === 'own') {
+    // Warm sandboxes carry no execution id (the one that took it may have been running):
+    // at start, every warm sandbox of this instance is a leftover.
+    const warm = await deps.sandbox.listContainers({
+      owner: 'execution',
+      instanceId: deps.config.instanceId,
+      pool: 'warm',
+    });
+    await Promise.all(warm.map((container) => deps.sandbox.removeContainer(container.id)));
+  }
   if (finished.length > 0) {
     deps.outbox.publishPending();
     deps.logger.warn({ executions: finished, which }, 'finished abandoned executions');

@@ -47,6 +47,8 @@ export async function createReaperService(
     sandbox,
     logger,
     orphanGraceMs: config.reaper.orphanGraceMs,
+    warmMaxAgeMs:
+      config.pool.idleMs + config.execution.maxima.timeoutMs + config.execution.startupTimeoutMs,
     runsc:
       config.docker.runscPath === 'off'
         ? undefined

@@ -25,6 +25,11 @@ export interface SweepDeps {
   logger: Logger;
   /** Containers and volumes younger than this are left alone: their owner may be mid-write. */
   orphanGraceMs: number;
+  /**
+   * The longest a warm sandbox stays with its execution service: idle in the pool, then one
+   * run. An older one was left by an instance that is gone.
+   */
+  warmMaxAgeMs: number;
   /** Where the engine's runsc keeps sandbox state; without it stray sandboxes are not looked for. */
   runsc?: RunscHost;
 }
@@ -66,10 +71,21 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
   }
 
   const oldEnough = (created: Date) => created.getTime() < now - deps.orphanGraceMs;
+  const liveOwner = (environmentId: string | undefined) => {
+    const owner = environmentId === undefined ? undefined : live.get(environmentId);
+    return owner !== undefined && owner.status !== EnvironmentStatus.FAILED;
+  };
+  const warmIsOrphan = (environmentId: string | undefined, created: Date) =>
+    !liveOwner(environmentId) || created.getTime() < now - deps.orphanGraceMs - deps.warmMaxAgeMs;
   for (const container of await deps.sandbox.listContainers({})) {
     if (!oldEnough(container.createdAt)) continue;
     try {
-      if (!(await containerIsOrphan(deps, fromDockerLabels(container.labels)))) continue;
+      const labels = fromDockerLabels(container.labels);
+      const orphan =
+        labels.pool === 'warm'
+          ? warmIsOrphan(labels.environmentId, container.createdAt)
+          : await containerIsOrphan(deps, labels);
+      if (!orphan) continue;
       await deps.sandbox.removeContainer(container.id);
       report.removedContainers += 1;
     } catch (error) {
@@ -78,9 +94,7 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
   }
   for (const volume of await deps.sandbox.listVolumes({})) {
     if (!oldEnough(volume.createdAt)) continue;
-    const environmentId = fromDockerLabels(volume.labels).environmentId;
-    const owner = environmentId === undefined ? undefined : live.get(environmentId);
-    if (owner !== undefined && owner.status !== EnvironmentStatus.FAILED) continue;
+    if (liveOwner(fromDockerLabels(volume.labels).environmentId)) continue;
     try {
       await deps.sandbox.removeVolume(volume.name);
       report.removedVolumes += 1;
@@ -158,7 +172,8 @@ function expired(environment: Environment, now: number): boolean {
 
 /**
  * An execution's sandbox is an orphan once its execution is over (or unknown); any other
- * container (a setup helper) only lives for the call that made it.
+ * container (a setup helper) only lives for the call that made it. Warm sandboxes: see
+ * warmIsOrphan.
  */
 async function containerIsOrphan(
   deps: SweepDeps,

@@ -107,6 +107,9 @@ export async function startProcessTestBed(
     TEE_NATS_URL: natsUrl,
     TEE_SUBJECT_PREFIX: subjectPrefix,
     TEE_INSTANCE_ID: instanceId,
+    // These tests find an execution's sandbox by its execution-id label, which only a cold
+    // sandbox carries; warm-pool.test.ts turns the pool on.
+    TEE_POOL_MAX_PER_ENVIRONMENT: '0',
   };
   const started: ServiceProcess[] = [];
   return {

@@ -1,6 +1,7 @@
 import { ExecutionStatus } from '@assist-tee/client';
 import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { expectNothingLabelled } from '@assist-tee/testing';
 import { describe, expect, it } from 'vitest';
 import { handlerModules, NAMED_RUNTIMES, useTestStack } from '../src/index.js';
 
@@ -44,7 +45,7 @@ describe('execution outcomes', () => {
       expect(execution.error?.message).toContain('1000 ms');
       expect(elapsedMs).toBeLessThan(3000);
       const { sandbox } = tee.stack.process.infrastructure;
-      expect(await sandbox.listContainers({ executionId: execution.id })).toEqual([]);
+      await expectNothingLabelled(sandbox, { environmentId: execution.environmentId });
     });
 
     describe.concurrent('one sandbox each', () => {
@@ -89,7 +90,7 @@ describe('execution outcomes', () => {
         expect(kept).toBeGreaterThan(0);
         expect(kept).toBeLessThanOrEqual(64 * 1024);
         const { sandbox } = tee.stack.process.infrastructure;
-        expect(await sandbox.listContainers({ executionId: execution.id })).toEqual([]);
+        await expectNothingLabelled(sandbox, { environmentId: execution.environmentId });
       });
 
       it('keeps the result intact through console noise and forged frames', async () => {

@@ -1,0 +1,81 @@
+import type { ExecutionLimits } from '@assist-tee/config';
+import { type Environment, Runtime } from '@assist-tee/proto';
+import { findRuntime, hasDependencies, type SandboxRuntime } from '@assist-tee/runtime-core';
+import { caBundleAccess, environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { ExecutionDeps } from './deps.js';
+import { HandlerSandbox } from './handler-sandbox.js';
+
+const MiB = 1024 * 1024;
+
+type LaunchDeps = Pick<ExecutionDeps, 'config' | 'logger' | 'sandbox' | 'runtimes' | 'egress'>;
+
+/** The runtime an environment uses; FailedPrecondition when this server has no such runtime. */
+export function runtimeOf(
+  deps: Pick<ExecutionDeps, 'runtimes'>,
+  environment: Environment,
+): SandboxRuntime {
+  const name = Runtime[environment.runtime] ?? String(environment.runtime);
+  const runtime = findRuntime(deps.runtimes, name);
+  if (runtime === undefined) {
+    throw new ConnectError(
+      `environment ${JSON.stringify(environment.id)} uses runtime ${name}, which this server cannot run`,
+      Code.FailedPrecondition,
+    );
+  }
+  return runtime;
+}
+
+/**
+ * Starts a sandbox for the environment's main module under these limits: its code volume
+ * read-only, and with allow_net the egress network and a proxy grant that ends when the
+ * sandbox is removed. The same for a cold run (labels name the execution) and a warm one.
+ */
+export function launchSandbox(
+  deps: LaunchDeps,
+  environment: Environment,
+  limits: Pick<ExecutionLimits, 'memoryMb' | 'cpuMillicores'>,
+  labels: Omit<SandboxLabels, 'owner' | 'instanceId' | 'environmentId'>,
+): Promise<HandlerSandbox> {
+  const runtime = runtimeOf(deps, environment);
+  const run = {
+    mainModule: environment.mainModule,
+    allowNet: environment.permissions?.allowNet ?? [],
+    dependencies: hasDependencies(environment.dependencies),
+  };
+  const egress = run.allowNet.length > 0 ? deps.egress.grant(run.allowNet) : undefined;
+  const ca = caBundleAccess(egress === undefined ? '' : deps.config.setup.caBundle);
+  const { execution } = deps.config;
+  return HandlerSandbox.launch({
+    driver: deps.sandbox,
+    spec: {
+      image: runtime.image,
+      cmd: runtime.command(run),
+      env: [...runtime.env(run), ...(egress?.env ?? []), ...ca.env],
+      network: egress?.network,
+      hosts: egress?.hosts,
+      files: ca.files,
+      volume: {
+        name: environmentVolumeName(environment.id),
+        target: runtime.codeDir,
+        readOnly: true,
+      },
+      limits: {
+        memoryBytes: limits.memoryMb * MiB,
+        nanoCpus: limits.cpuMillicores * 1_000_000,
+        pidsLimit: execution.pidsLimit,
+        tmpfsBytes: execution.tmpfsMb * MiB,
+      },
+      labels: {
+        owner: 'execution',
+        instanceId: deps.config.instanceId,
+        environmentId: environment.id,
+        ...labels,
+      },
+    },
+    startupTimeoutMs: execution.startupTimeoutMs,
+    maxInitOutputBytes: execution.maxima.maxOutputBytes,
+    logger: deps.logger,
+    onRemoved: () => egress?.revoke(),
+  });
+}

@@ -1,0 +1,267 @@
+import type { Logger } from '@assist-tee/logger';
+import type { Environment } from '@assist-tee/proto';
+import type { HandlerSandbox } from './handler-sandbox.js';
+
+export interface WarmPoolSettings {
+  /** Most warm sandboxes (ready or starting) one environment keeps; 0 turns the pool off. */
+  maxPerEnvironment: number;
+  /** Memory limits of all warm sandboxes together may not exceed this. */
+  memoryBudgetMb: number;
+  /** An environment not executed for this long keeps no warm sandbox. */
+  idleMs: number;
+  /** Warm sandboxes started at the same time, over all environments (starts are CPU-bound). */
+  maxStarts: number;
+}
+
+export interface WarmPoolOptions {
+  settings: WarmPoolSettings;
+  /** The memory limit of one warm sandbox (the default execution limit). */
+  sandboxMemoryMb: number;
+  /** Starts a sandbox for the environment with the default limits, labelled as warm. */
+  launch(environment: Environment): Promise<HandlerSandbox>;
+  logger: Logger;
+}
+
+export interface EnvironmentPoolStatus {
+  environmentId: string;
+  ready: number;
+  starting: number;
+}
+
+/** Demand is the number of takes in this window, per second. */
+const DEMAND_WINDOW_MS = 10_000;
+/** Until a start has been measured, a start is taken to last this long. */
+const FIRST_START_ESTIMATE_MS = 600;
+const MAX_RETRY_DELAY_MS = 60_000;
+
+interface Start {
+  /** Resolves with the sandbox once ready, or undefined if it failed or died first. */
+  sandbox: Promise<HandlerSandbox | undefined>;
+  /** An execution took it while it was starting: it is theirs once ready. */
+  claimed: boolean;
+}
+
+interface EnvironmentPool {
+  environment: Environment;
+  ready: HandlerSandbox[];
+  starting: Set<Start>;
+  takes: number[];
+  lastUseAt: number;
+  failures: number;
+  retryAt: number;
+}
+
+/**
+ * Sandboxes started ahead of demand, per environment, with the main module already imported.
+ * Each is handed out once, only after it said ready, and removed after its run by the
+ * caller; the pool refills in the background. A pool's size follows the recent execution rate
+ * times the time a start takes (the sandboxes needed to cover the gap), within the per-
+ * environment maximum and the global memory budget; an idle environment's pool shrinks to zero.
+ */
+export class WarmPool {
+  private readonly pools = new Map<string, EnvironmentPool>();
+  private readonly removals = new Set<Promise<void>>();
+  private readonly starts = new Set<Promise<unknown>>();
+  private startEstimateMs = FIRST_START_ESTIMATE_MS;
+  private closed = false;
+  private readonly idleTimer: NodeJS.Timeout;
+
+  constructor(private readonly options: WarmPoolOptions) {
+    this.idleTimer = setInterval(() => this.shrinkIdle(), Math.min(options.settings.idleMs, 5_000));
+    this.idleTimer.unref();
+  }
+
+  private get enabled(): boolean {
+    return this.options.settings.maxPerEnvironment > 0 && !this.closed;
+  }
+
+  /** Starts one warm sandbox for a new environment (creation counts as use). */
+  prewarm(environment: Environment): void {
+    if (!this.enabled) return;
+    this.refill(this.poolOf(environment));
+  }
+
+  /**
+   * A ready sandbox of the environment that nothing has used, or undefined when there is none
+   * (the caller starts a cold one). A sandbox still starting is taken and waited for: it is
+   * ready sooner than a new one would be.
+   */
+  async take(environment: Environment): Promise<HandlerSandbox | undefined> {
+    if (!this.enabled) return undefined;
+    const pool = this.poolOf(environment);
+    const now = Date.now();
+    pool.lastUseAt = now;
+    pool.takes.push(now);
+    while (pool.takes[0]! < now - DEMAND_WINDOW_MS) pool.takes.shift();
+
+    let taken: HandlerSandbox | undefined;
+    while (taken === undefined && pool.ready.length > 0) {
+      const sandbox = pool.ready.shift()!;
+      if (sandbox.idle) taken = sandbox;
+      else this.discard(sandbox);
+    }
+    const start = taken === undefined ? [...pool.starting].find((s) => !s.claimed) : undefined;
+    if (start !== undefined) start.claimed = true;
+    // Replacements start once this run is over (discard), so they do not compete with it
+    // for the CPU; a pool that ran dry starts them now.
+    if (pool.ready.length === 0) this.refill(pool);
+    if (start === undefined) return taken;
+    const sandbox = await start.sandbox;
+    return sandbox?.idle ? sandbox : undefined;
+  }
+
+  /**
+   * Removes a used (or unwanted) sandbox in the background, and refills what was taken;
+   * close() waits for the removal.
+   */
+  discard(sandbox: HandlerSandbox): void {
+    const removal = sandbox.remove();
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
+    this.refillAll();
+  }
+
+  /** Removes the environment's warm sandboxes at once (it was deleted or expired). */
+  drain(environmentId: string): number {
+    const pool = this.pools.get(environmentId);
+    if (pool === undefined) return 0;
+    this.pools.delete(environmentId);
+    // Sandboxes still starting are removed when they are ready (see startOne).
+    for (const sandbox of pool.ready) this.discard(sandbox);
+    return pool.ready.length;
+  }
+
+  status(): EnvironmentPoolStatus[] {
+    return [...this.pools.values()].map((pool) => ({
+      environmentId: pool.environment.id,
+      ready: pool.ready.length,
+      starting: [...pool.starting].filter((start) => !start.claimed).length,
+    }));
+  }
+
+  /** Removes every warm sandbox and waits for what is starting and being removed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.idleTimer);
+    for (const id of [...this.pools.keys()]) this.drain(id);
+    await Promise.allSettled([...this.starts]);
+    await Promise.allSettled([...this.removals]);
+  }
+
+  private poolOf(environment: Environment): EnvironmentPool {
+    let pool = this.pools.get(environment.id);
+    if (pool === undefined) {
+      pool = {
+        environment,
+        ready: [],
+        starting: new Set(),
+        takes: [],
+        lastUseAt: Date.now(),
+        failures: 0,
+        retryAt: 0,
+      };
+      this.pools.set(environment.id, pool);
+    }
+    pool.environment = environment;
+    return pool;
+  }
+
+  /** How many unused sandboxes the environment should have now. */
+  private target(pool: EnvironmentPool, now: number): number {
+    if (now - pool.lastUseAt > this.options.settings.idleMs) return 0;
+    const perSecond = pool.takes.length / (DEMAND_WINDOW_MS / 1000);
+    const covering = Math.ceil((perSecond * this.startEstimateMs) / 1000);
+    return Math.min(this.options.settings.maxPerEnvironment, 1 + covering);
+  }
+
+  private refill(pool: EnvironmentPool): void {
+    const now = Date.now();
+    if (!this.enabled || this.pools.get(pool.environment.id) !== pool || now < pool.retryAt) return;
+    const unclaimed = () => [...pool.starting].filter((start) => !start.claimed).length;
+    while (
+      pool.ready.length + unclaimed() < this.target(pool, now) &&
+      this.starts.size < this.options.settings.maxStarts &&
+      this.reservedMb() + this.options.sandboxMemoryMb <= this.options.settings.memoryBudgetMb
+    ) {
+      this.startOne(pool);
+    }
+  }
+
+  private refillAll(): void {
+    for (const pool of this.pools.values()) this.refill(pool);
+  }
+
+  /** Memory limits of the sandboxes the pool holds or is starting for itself. */
+  reservedMb(): number {
+    let count = 0;
+    for (const pool of this.pools.values()) {
+      count += pool.ready.length;
+      for (const start of pool.starting) if (!start.claimed) count += 1;
+    }
+    return count * this.options.sandboxMemoryMb;
+  }
+
+  private startOne(pool: EnvironmentPool): void {
+    const started = Date.now();
+    const start: Start = { claimed: false, sandbox: Promise.resolve(undefined) };
+    start.sandbox = this.options.launch(pool.environment).then(
+      async (sandbox) => ((await sandbox.ready) ? sandbox : this.failed(pool, sandbox)),
+      (error: unknown) => this.failed(pool, undefined, error),
+    );
+    pool.starting.add(start);
+    const done = start.sandbox.then((sandbox) => {
+      pool.starting.delete(start);
+      if (sandbox === undefined) return;
+      pool.failures = 0;
+      this.startEstimateMs = 0.8 * this.startEstimateMs + 0.2 * (Date.now() - started);
+      if (start.claimed) return;
+      if (this.closed || this.pools.get(pool.environment.id) !== pool) {
+        this.discard(sandbox);
+        return;
+      }
+      pool.ready.push(sandbox);
+      // A ready sandbox that dies while idle (killed, crashed) is dropped and replaced.
+      void sandbox.ended.then(() => {
+        const at = pool.ready.indexOf(sandbox);
+        if (at === -1) return;
+        pool.ready.splice(at, 1);
+        this.options.logger.warn(
+          { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
+          'a warm sandbox died while idle; replacing it',
+        );
+        this.discard(sandbox);
+        this.refill(pool);
+      });
+    });
+    this.starts.add(done);
+    void done.finally(() => {
+      this.starts.delete(done);
+      this.refillAll();
+    });
+  }
+
+  /** A start that failed: its environment waits before the next try, longer each time. */
+  private failed(
+    pool: EnvironmentPool,
+    sandbox: HandlerSandbox | undefined,
+    error?: unknown,
+  ): undefined {
+    if (sandbox !== undefined) this.discard(sandbox);
+    pool.failures += 1;
+    pool.retryAt = Date.now() + Math.min(1000 * 2 ** pool.failures, MAX_RETRY_DELAY_MS);
+    this.options.logger.warn(
+      { environmentId: pool.environment.id, err: error, failures: pool.failures },
+      'a warm sandbox did not become ready',
+    );
+    return undefined;
+  }
+
+  private shrinkIdle(): void {
+    const now = Date.now();
+    for (const [id, pool] of this.pools) {
+      if (now - pool.lastUseAt <= this.options.settings.idleMs) continue;
+      this.drain(id);
+      this.options.logger.debug({ environmentId: id }, 'idle environment: warm pool emptied');
+    }
+  }
+}
