@@ -101,11 +101,6 @@ export function eventFor(data: unknown, env: Record<string, string> = {}, timeou
   };
 }
 
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
 /** The log messages of a run, in order. */
 export function logMessages(report: RunReport): string[] {
   return report.frames.flatMap((frame) => (frame.type === 'log' ? [frame.message] : []));

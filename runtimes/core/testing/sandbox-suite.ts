@@ -18,7 +18,6 @@ import {
   eventFor,
   expectOomKilled,
   logMessages,
-  median,
   onlyResult,
   runSandbox,
   type RunOptions,
@@ -435,27 +434,6 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
         'dev.assist-tee.environment-id': sandbox.environmentId,
         'dev.assist-tee.execution-id': loop.labels.executionId,
       });
-    });
-  });
-
-  describe(`${runtime.name} timing`, () => {
-    test('start → ready → result, one sandbox at a time', async () => {
-      const runs: RunReport[] = [];
-      for (let i = 0; i < 5; i++) {
-        runs.push(await run(spec('main.ts'), { event: eventFor({ n: i }) }));
-      }
-      for (const report of runs) expect(onlyResult(report)).toMatchObject({ ok: true });
-      const timings = {
-        started: median(runs.map((report) => report.timings.started)),
-        ready: median(runs.map((report) => report.timings.ready!)),
-        result: median(runs.map((report) => report.timings.result!)),
-        exited: median(runs.map((report) => report.timings.exited)),
-      };
-      console.log(
-        `${runtime.name}: median ms over ${runs.length} runs (from before start()):`,
-        timings,
-      );
-      expect(timings.result).toBeLessThan(3_000);
     });
   });
 }

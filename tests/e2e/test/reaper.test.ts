@@ -12,9 +12,15 @@ import { EnvironmentDeletedSchema } from '@assist-tee/proto';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { environmentVolumeName } from '@assist-tee/sandbox';
 import { denoRuntime } from '@assist-tee/runtime-deno';
-import { collectEvents, listLabelled, uniqueSuffix, waitForRunning } from '@assist-tee/testing';
+import { collectEvents, listLabelled, uniqueSuffix } from '@assist-tee/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { expectSettled, handlerModules, sumExample, useTestStack } from '../src/index.js';
+import {
+  expectSettled,
+  handlerModules,
+  queryRows,
+  sumExample,
+  useTestStack,
+} from '../src/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const RUNSC_ROOT = '/var/run/docker/runtime-runc/moby';
@@ -153,6 +159,25 @@ describe('the reaper, and deletion under a running execution', () => {
     await tee.client.environments.deleteEnvironment({ id: environment!.id });
   });
 
+  /**
+   * Waits until an execution of the environment runs. Its row is written as the handler starts;
+   * a running container alone does not say so (a warm sandbox waits in the pool).
+   */
+  const executionRunning = (environmentId: string) =>
+    expect
+      .poll(
+        async () =>
+          (
+            await queryRows(
+              tee.stack.config.databaseUrl,
+              `select id from execution.execution where environment_id = $1 and status = 'RUNNING'`,
+              [environmentId],
+            )
+          ).length,
+        { timeout: 30_000 },
+      )
+      .toBe(1);
+
   it('ends an execution whose environment is deleted under it, sandbox before volume', async () => {
     const { environment } = await tee.client.environments.createEnvironment({
       ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 60_000));'),
@@ -164,7 +189,7 @@ describe('the reaper, and deletion under a running execution', () => {
       environmentId: id,
       limits: { timeoutMs: 120_000 },
     });
-    await waitForRunning(driver, { environmentId: id });
+    await executionRunning(id);
     await tee.client.environments.deleteEnvironment({ id });
     const { execution } = await running;
     expect(execution!.status).toBe(ExecutionStatus.SANDBOX_ERROR);
@@ -186,7 +211,7 @@ describe('the reaper, and deletion under a running execution', () => {
       environmentId: id,
       limits: { timeoutMs: 120_000 },
     });
-    await waitForRunning(driver, { environmentId: id });
+    await executionRunning(id);
     // Only the event: this engine's containers are not touched by a deletion.
     await bus.publish(
       'environment.deleted',
@@ -199,7 +224,10 @@ describe('the reaper, and deletion under a running execution', () => {
     const { execution } = await running;
     expect(execution!.status).toBe(ExecutionStatus.SANDBOX_ERROR);
     expect(execution!.error?.name).toBe('EnvironmentDeleted');
-    expect((await listLabelled(driver, { environmentId: id })).containers).toEqual([]);
+    // Its sandbox, and any warm one of the environment, is removed on the event alone.
+    await expect
+      .poll(async () => (await listLabelled(driver, { environmentId: id })).containers)
+      .toEqual([]);
     await tee.client.environments.deleteEnvironment({ id });
   });
 });

@@ -108,7 +108,7 @@ export function handler(event: any) {
       });
       expect(runs.filter((run) => run.warm).length).toBeGreaterThan(0);
       await tee.client.environments.deleteEnvironment({ id });
-    });
+    }, 240_000);
   });
 
   it('hands a sandbox out only once its main module is loaded', async () => {

@@ -1,0 +1,308 @@
+// npm run bench: the figures of issue 5, measured in one run against the naive baseline
+// (`docker run --rm -i --runtime=runsc` of the same image and handler, event on stdin).
+// Starts its own standalone process (pool on, then pool off for cold runs) on a free port, or
+// measures TEE_BENCH_URL (then without the cold figures, which need the pool off).
+// Prints a table and writes bench/results/latest.json.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { denoRuntime } from '@assist-tee/runtime-deno';
+import { environmentVolumeName, SANDBOX_ID } from '@assist-tee/sandbox';
+
+const root = new URL('..', import.meta.url).pathname;
+const WARM_CALLS = Number(process.env.TEE_BENCH_WARM_CALLS ?? 200);
+const COLD_CALLS = 20;
+const CREATE_CALLS = 20;
+const THROUGHPUT_CALLS = { 1: 20, 4: 40, 16: 64 };
+// The README's example: main.ts imports ./utils.ts and returns the sum.
+const MODULES = {
+  'main.ts':
+    'import { add } from "./utils.ts";\n\nexport function handler(event: { data: { a: number; b: number } }) {\n  console.log("adding", event.data.a, event.data.b);\n  return { sum: add(event.data.a, event.data.b) };\n}\n',
+  'utils.ts': 'export const add = (a: number, b: number): number => a + b;\n',
+};
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const quantile = (values, q) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+};
+const round = (value) => Math.round(value * 10) / 10;
+
+async function freePort() {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The standalone process on a free port; resolves once it serves. */
+async function startStack(env) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [`${root}services/standalone/dist/main.js`], {
+    env: {
+      ...process.env,
+      TEE_PORT: String(port),
+      TEE_EGRESS_PROXY_PORT: '0',
+      TEE_INSTANCE_ID: `bench-${randomBytes(3).toString('hex')}`,
+      TEE_LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  createInterface({ input: child.stdout }).on('line', () => {});
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`the stack exited with ${child.exitCode}`);
+    if (
+      await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
+    if (i > 600) throw new Error('the stack did not start');
+    await sleep(100);
+  }
+  return {
+    url,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+/** One Connect JSON call over HTTP, the way any client in any language makes it. */
+async function call(url, method, body) {
+  const response = await fetch(`${url}/assist_tee.v1.${method}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+const createEnvironment = async (url) =>
+  (
+    await call(url, 'EnvironmentService/CreateEnvironment', {
+      runtime: 'RUNTIME_DENO',
+      mainModule: 'main.ts',
+      modules: MODULES,
+    })
+  ).environment.id;
+
+async function execute(url, environmentId, i = 0) {
+  const started = performance.now();
+  const { execution } = await call(url, 'ExecutionService/Execute', {
+    environmentId,
+    data: { a: 2, b: i },
+  });
+  const ms = performance.now() - started;
+  if (execution.status !== 'EXECUTION_STATUS_SUCCEEDED' || execution.result.sum !== 2 + i) {
+    throw new Error(`unexpected execution: ${JSON.stringify(execution)}`);
+  }
+  return { ms, warm: execution.warm === true };
+}
+
+async function waitForWarm(url, environmentId) {
+  for (;;) {
+    const { environments = [] } = await call(url, 'ExecutionService/GetPoolStatus', {});
+    const pool = environments.find((entry) => entry.environmentId === environmentId);
+    if ((pool?.ready ?? 0) > 0) return;
+    await sleep(10);
+  }
+}
+
+/** The naive baseline: one `docker run --rm -i --runtime=runsc` per event. */
+function naiveRun(environmentId, i = 0) {
+  const command = denoRuntime.command({ mainModule: 'main.ts', allowNet: [], dependencies: false });
+  const args = [
+    'run',
+    '--rm',
+    '-i',
+    '--runtime=runsc',
+    '--network=none',
+    '--read-only',
+    '--memory=256m',
+    `--user=${SANDBOX_ID}:${SANDBOX_ID}`,
+    '-v',
+    `${environmentVolumeName(environmentId)}:${denoRuntime.codeDir}:ro`,
+    ...denoRuntime
+      .env({ mainModule: 'main.ts', allowNet: [], dependencies: false })
+      .flatMap((e) => ['-e', e]),
+    denoRuntime.image,
+    ...command,
+  ];
+  const nonce = randomBytes(16).toString('hex');
+  const event = {
+    data: { a: 2, b: i },
+    env: {},
+    context: { executionId: 'naive', environmentId, timeoutMs: 10000 },
+  };
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('docker', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stdin.end(`${nonce}\n${JSON.stringify(event)}\n`);
+    child.on('exit', (code) => {
+      const ms = performance.now() - started;
+      const result = out.split('\n').find((line) => line.startsWith(`${nonce} {"type":"result"`));
+      if (code !== 0 || !result || JSON.parse(result.slice(33)).value.sum !== 2 + i) {
+        reject(new Error(`naive run failed (exit ${code}): ${out}`));
+      } else resolve({ ms });
+    });
+  });
+}
+
+/** Executions per second with `concurrency` callers, `total` calls in all. */
+async function throughput(run, concurrency, total) {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await run(next++);
+    }),
+  );
+  return round((total * 1000) / (performance.now() - started));
+}
+
+/** PSS and RSS (MiB) of every host process of a container (runsc sandbox, gofer, shim). */
+function containerMemory(containerId) {
+  let pss = 0;
+  let rss = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(containerId)) continue;
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+      rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return { pssMiB: round(pss / 1024), rssMiB: round(rss / 1024) };
+}
+
+async function warmContainerId(environmentId) {
+  const out = await new Promise((resolve) => {
+    const child = spawn('docker', [
+      'ps',
+      '-q',
+      '--no-trunc',
+      '--filter',
+      `label=dev.assist-tee.environment-id=${environmentId}`,
+      '--filter',
+      'label=dev.assist-tee.pool=warm',
+    ]);
+    let text = '';
+    child.stdout.on('data', (chunk) => (text += chunk));
+    child.on('exit', () => resolve(text.trim().split('\n')[0]));
+  });
+  return out;
+}
+
+const results = {
+  machine: { cpus: (await import('node:os')).cpus().length },
+  at: new Date().toISOString(),
+};
+const external = process.env.TEE_BENCH_URL;
+let stack = external ? { url: external, stop: async () => {} } : await startStack({});
+const environmentId = await createEnvironment(stack.url);
+await naiveRun(environmentId); // the image is in the page cache, as it is for the service
+
+const naive = [];
+for (let i = 0; i < COLD_CALLS; i++) naive.push((await naiveRun(environmentId, i)).ms);
+results.naive = { p50: round(quantile(naive, 0.5)), p90: round(quantile(naive, 0.9)) };
+
+const warm = [];
+let warmHits = 0;
+for (let i = 0; i < WARM_CALLS; i++) {
+  await waitForWarm(stack.url, environmentId);
+  const run = await execute(stack.url, environmentId, i);
+  warm.push(run.ms);
+  if (run.warm) warmHits += 1;
+}
+results.warmExecute = {
+  calls: WARM_CALLS,
+  warm: warmHits,
+  p50: round(quantile(warm, 0.5)),
+  p90: round(quantile(warm, 0.9)),
+  p99: round(quantile(warm, 0.99)),
+};
+await waitForWarm(stack.url, environmentId);
+await sleep(2000);
+results.idleWarmSandbox = containerMemory(await warmContainerId(environmentId));
+
+const creates = [];
+for (let i = 0; i < CREATE_CALLS; i++) {
+  const started = performance.now();
+  const id = await createEnvironment(stack.url);
+  creates.push(performance.now() - started);
+  await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id });
+}
+results.createEnvironment = { p50: round(quantile(creates, 0.5)) };
+
+results.throughput = {};
+for (const [concurrency, total] of Object.entries(THROUGHPUT_CALLS)) {
+  const service = await throughput(
+    (i) => execute(stack.url, environmentId, i),
+    Number(concurrency),
+    total,
+  );
+  const baseline = await throughput((i) => naiveRun(environmentId, i), Number(concurrency), total);
+  results.throughput[concurrency] = { service, naive: baseline, ratio: round(service / baseline) };
+}
+await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id: environmentId });
+await stack.stop();
+
+if (!external) {
+  stack = await startStack({ TEE_POOL_MAX_PER_ENVIRONMENT: '0' });
+  const coldEnvironment = await createEnvironment(stack.url);
+  const cold = [];
+  for (let i = 0; i < COLD_CALLS; i++) cold.push((await execute(stack.url, coldEnvironment, i)).ms);
+  results.coldExecute = { p50: round(quantile(cold, 0.5)), p90: round(quantile(cold, 0.9)) };
+  await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id: coldEnvironment });
+  await stack.stop();
+}
+
+const ratio = (a, b) => (a === undefined ? '—' : `${round(a / b)}×`);
+const rows = [
+  ['naive docker run (baseline)', `${results.naive.p50} ms`, `p90 ${results.naive.p90} ms`, '1×'],
+  [
+    'warm Execute',
+    `${results.warmExecute.p50} ms`,
+    `p90 ${results.warmExecute.p90} / p99 ${results.warmExecute.p99} ms`,
+    ratio(results.warmExecute.p50, results.naive.p50),
+  ],
+  [
+    'cold Execute (pool off)',
+    `${results.coldExecute?.p50 ?? '—'} ms`,
+    `p90 ${results.coldExecute?.p90 ?? '—'} ms`,
+    ratio(results.coldExecute?.p50, results.naive.p50),
+  ],
+  ['CreateEnvironment (no deps)', `${results.createEnvironment.p50} ms`, '', ''],
+  ...Object.entries(results.throughput).map(([c, t]) => [
+    `throughput, concurrency ${c}`,
+    `${t.service}/s`,
+    `naive ${t.naive}/s`,
+    `${t.ratio}×`,
+  ]),
+  [
+    'idle warm sandbox memory',
+    `${results.idleWarmSandbox.pssMiB} MiB PSS`,
+    `${results.idleWarmSandbox.rssMiB} MiB RSS`,
+    '',
+  ],
+];
+console.log(`\n${'figure'.padEnd(32)}${'median'.padEnd(16)}${'spread'.padEnd(28)}vs baseline`);
+for (const row of rows)
+  console.log(`${row[0].padEnd(32)}${row[1].padEnd(16)}${row[2].padEnd(28)}${row[3]}`);
+console.log(`(warm calls that got a warm sandbox: ${warmHits}/${WARM_CALLS})`);
+writeFileSync(`${root}bench/results/latest.json`, `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nwritten to bench/results/latest.json');
