@@ -148,6 +148,13 @@ export function handler() { return loadedAt; }`);
     await poolUntil(tee, id, (pool) => pool === undefined);
   });
 
+  it('leaves nothing when the environment is deleted while its warm sandbox starts', async () => {
+    const id = await createEnvironment('export function handler() { return 1; }');
+    await poolUntil(tee, id, (pool) => pool?.starting === 1);
+    await tee.client.environments.deleteEnvironment({ id });
+    await expectNothingLabelled(tee.stack.process.infrastructure.sandbox, { environmentId: id });
+  });
+
   it('replaces a warm sandbox that dies while idle, and never hands it out', async () => {
     const id = await createEnvironment('export function handler() { return 1; }');
     await poolUntil(tee, id, (pool) => pool !== undefined && pool.ready >= 1);

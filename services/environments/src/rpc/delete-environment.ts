@@ -38,23 +38,34 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     });
     await deps.outbox.flushWith(em, 'environment.deleted', deleted);
 
-    const containers = await deps.sandbox.listContainers({ environmentId: row.id });
-    await Promise.all(containers.map((container) => deps.sandbox.removeContainer(container.id)));
-    await removeVolumeWithRetry(deps, environmentVolumeName(row.id));
+    await removeSandboxesThenVolume(deps, row.id);
     deps.logger.info({ environmentId: row.id }, 'environment deleted');
     return create(DeleteEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) });
   };
 }
 
-async function removeVolumeWithRetry(deps: EnvironmentsDeps, volume: string): Promise<void> {
+/**
+ * Removes the environment's sandboxes, then its volume. A sandbox whose start was under way
+ * (a warm one) appears after the first listing and holds the volume: each retry removes the
+ * sandboxes again before it tries the volume.
+ */
+async function removeSandboxesThenVolume(
+  deps: EnvironmentsDeps,
+  environmentId: string,
+): Promise<void> {
   const attempts = 10;
   for (let attempt = 1; ; attempt++) {
+    const containers = await deps.sandbox.listContainers({ environmentId });
+    await Promise.all(containers.map((container) => deps.sandbox.removeContainer(container.id)));
     try {
-      await deps.sandbox.removeVolume(volume);
+      await deps.sandbox.removeVolume(environmentVolumeName(environmentId));
       return;
     } catch (error) {
       if (attempt === attempts) {
-        deps.logger.warn({ err: error, volume }, 'volume still in use; the reaper will remove it');
+        deps.logger.warn(
+          { err: error, environmentId },
+          'volume still in use; the reaper will remove it',
+        );
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
