@@ -74,9 +74,11 @@ type Result = { ok: true; value: unknown } | { ok: false; error: HandlerError };
 export class HandlerSandbox {
   /** True once the runner is ready for its event; false if the sandbox ended first. */
   readonly ready: Promise<boolean>;
-  /** When launch() was called and when the ready frame arrived (epoch ms). */
-  readonly launchedAt = Date.now();
-  readyAt: number | undefined;
+  /**
+   * Resolves when the container has exited, or its output was cut (a kill or removal from
+   * outside ends the attach stream before the engine reports the exit).
+   */
+  readonly ended: Promise<void>;
   private readonly nonce = randomBytes(16).toString('hex');
   private readonly logs: LogLine[] = [];
   private readonly log: Logger;
@@ -89,7 +91,8 @@ export class HandlerSandbox {
   private timer: NodeJS.Timeout | undefined;
   private request: RunRequest | undefined;
   private eventSent = false;
-  private exited = false;
+  private isReady = false;
+  private gone = false;
   private resolveReady!: (ready: boolean) => void;
   private readonly stdoutLines: LineSplitter;
   private readonly stderrLines: LineSplitter;
@@ -99,9 +102,6 @@ export class HandlerSandbox {
   /** Resolves when the handler's result frame arrives. */
   private readonly resultIn: Promise<void>;
   private resolveResultIn!: () => void;
-  /** Resolves when the container's output ends: it can take no event any more. */
-  private readonly outputCut: Promise<void>;
-  private cut = false;
   /** The outcome is taken: later output belongs to no one. */
   private answered = false;
 
@@ -115,12 +115,6 @@ export class HandlerSandbox {
     this.onRemoved = options.onRemoved;
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
     this.resultIn = new Promise((resolve) => (this.resolveResultIn = resolve));
-    this.outputCut = new Promise((resolve) =>
-      sandbox.stdout.once('end', () => {
-        this.cut = true;
-        resolve();
-      }),
-    );
     this.stdoutLines = new LineSplitter((line) => this.onStdoutLine(line));
     this.stderrLines = new LineSplitter((line) => this.addLog('ERROR', line));
     sandbox.stdout.on(
@@ -132,10 +126,13 @@ export class HandlerSandbox {
       (chunk: Buffer) => this.account(chunk) && this.stderrLines.push(chunk),
     );
     this.exit = sandbox.exited.then((exit) => {
-      this.exited = true;
       clearTimeout(this.timer);
       this.resolveReady(false);
       return exit;
+    });
+    const outputCut = new Promise((resolve) => sandbox.stdout.once('end', resolve));
+    this.ended = Promise.race([this.exit, outputCut]).then(() => {
+      this.gone = true;
     });
     this.timer = setTimeout(() => this.stop('startup'), options.startupTimeoutMs);
     sandbox.stdin.write(`${this.nonce}\n`);
@@ -157,15 +154,7 @@ export class HandlerSandbox {
 
   /** Ready and still running: nothing has used it, and it can take an event now. */
   get idle(): boolean {
-    return this.readyAt !== undefined && !this.exited && !this.cut && this.request === undefined;
-  }
-
-  /**
-   * Resolves when the container has exited, or its output was cut (a kill or removal from
-   * outside ends the attach stream before the engine reports the exit).
-   */
-  get ended(): Promise<unknown> {
-    return Promise.race([this.exit, this.outputCut]);
+    return this.isReady && !this.gone && this.request === undefined;
   }
 
   /**
@@ -181,7 +170,7 @@ export class HandlerSandbox {
     const onAbort = () => this.stop('aborted');
     if (request.signal?.aborted) onAbort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
-    if (this.readyAt !== undefined) this.sendEvent();
+    if (this.isReady) this.sendEvent();
     try {
       const exit = await this.outcomeExit();
       clearTimeout(this.timer);
@@ -190,7 +179,7 @@ export class HandlerSandbox {
         this.stdoutLines.end();
         this.stderrLines.end();
       }
-      const ready = this.readyAt !== undefined;
+      const ready = this.isReady;
       this.log.debug({ exit, stopReason: this.stopReason, ready }, 'sandbox exited');
       return {
         ...classify({
@@ -247,8 +236,8 @@ export class HandlerSandbox {
     if (frame === undefined) return;
     if (frame.type === 'log') {
       this.addLog(frame.line.level, frame.line.message, frame.line.time);
-    } else if (frame.type === 'ready' && this.readyAt === undefined) {
-      this.readyAt = Date.now();
+    } else if (frame.type === 'ready' && !this.isReady) {
+      this.isReady = true;
       clearTimeout(this.timer);
       this.resolveReady(true);
       if (this.request !== undefined) this.sendEvent();

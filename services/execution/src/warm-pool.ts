@@ -34,17 +34,14 @@ const DEMAND_WINDOW_MS = 10_000;
 const FIRST_START_ESTIMATE_MS = 600;
 const MAX_RETRY_DELAY_MS = 60_000;
 
-interface Start {
-  /** Resolves with the sandbox once ready, or undefined if it failed or died first. */
-  sandbox: Promise<HandlerSandbox | undefined>;
-  /** An execution took it while it was starting: it is theirs once ready. */
-  claimed: boolean;
-}
-
 interface EnvironmentPool {
   environment: Environment;
   ready: HandlerSandbox[];
-  starting: Set<Start>;
+  /**
+   * Starts for the pool, each resolving with its sandbox once ready (undefined if it failed).
+   * An execution that takes one while it starts removes it from here: it is theirs.
+   */
+  starting: Set<Promise<HandlerSandbox | undefined>>;
   takes: number[];
   lastUseAt: number;
   failures: number;
@@ -100,13 +97,13 @@ export class WarmPool {
       if (sandbox.idle) taken = sandbox;
       else this.discard(sandbox);
     }
-    const start = taken === undefined ? [...pool.starting].find((s) => !s.claimed) : undefined;
-    if (start !== undefined) start.claimed = true;
+    const [start] = taken === undefined ? pool.starting : [];
+    if (start !== undefined) pool.starting.delete(start);
     // Replacements start once this run is over (discard), so they do not compete with it
     // for the CPU; a pool that ran dry starts them now.
     if (pool.ready.length === 0) this.refill(pool);
     if (start === undefined) return taken;
-    const sandbox = await start.sandbox;
+    const sandbox = await start;
     return sandbox?.idle ? sandbox : undefined;
   }
 
@@ -135,7 +132,7 @@ export class WarmPool {
     return [...this.pools.values()].map((pool) => ({
       environmentId: pool.environment.id,
       ready: pool.ready.length,
-      starting: [...pool.starting].filter((start) => !start.claimed).length,
+      starting: pool.starting.size,
     }));
   }
 
@@ -177,9 +174,8 @@ export class WarmPool {
   private refill(pool: EnvironmentPool): void {
     const now = Date.now();
     if (!this.enabled || this.pools.get(pool.environment.id) !== pool || now < pool.retryAt) return;
-    const unclaimed = () => [...pool.starting].filter((start) => !start.claimed).length;
     while (
-      pool.ready.length + unclaimed() < this.target(pool, now) &&
+      pool.ready.length + pool.starting.size < this.target(pool, now) &&
       this.starts.size < this.options.settings.maxStarts &&
       this.reservedMb() + this.options.sandboxMemoryMb <= this.options.settings.memoryBudgetMb
     ) {
@@ -194,27 +190,23 @@ export class WarmPool {
   /** Memory limits of the sandboxes the pool holds or is starting for itself. */
   reservedMb(): number {
     let count = 0;
-    for (const pool of this.pools.values()) {
-      count += pool.ready.length;
-      for (const start of pool.starting) if (!start.claimed) count += 1;
-    }
+    for (const pool of this.pools.values()) count += pool.ready.length + pool.starting.size;
     return count * this.options.sandboxMemoryMb;
   }
 
   private startOne(pool: EnvironmentPool): void {
     const started = Date.now();
-    const start: Start = { claimed: false, sandbox: Promise.resolve(undefined) };
-    start.sandbox = this.options.launch(pool.environment).then(
+    const start = this.options.launch(pool.environment).then(
       async (sandbox) => ((await sandbox.ready) ? sandbox : this.failed(pool, sandbox)),
       (error: unknown) => this.failed(pool, undefined, error),
     );
     pool.starting.add(start);
-    const done = start.sandbox.then((sandbox) => {
-      pool.starting.delete(start);
+    const done = start.then((sandbox) => {
+      const claimed = !pool.starting.delete(start);
       if (sandbox === undefined) return;
       pool.failures = 0;
       this.startEstimateMs = 0.8 * this.startEstimateMs + 0.2 * (Date.now() - started);
-      if (start.claimed) return;
+      if (claimed) return;
       if (this.closed || this.pools.get(pool.environment.id) !== pool) {
         this.discard(sandbox);
         return;

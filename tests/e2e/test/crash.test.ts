@@ -1,18 +1,20 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
-import { collectEvents, waitForRunning } from '@assist-tee/testing';
+import { collectEvents, expectNothingLabelled, waitForRunning } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   expectSettled,
   handlerModules,
   type ProcessTestBed,
+  queryRows,
   type ServiceProcess,
   startProcessTestBed,
   stopService,
 } from '../src/index.js';
 
 const run = promisify(execFile);
+const RUNNING_ROWS = `select id from execution.execution where status = 'RUNNING'`;
 
 // Real processes, a real SIGKILL: what a crash of the execution service leaves, a restart mends.
 describe('the execution service killed mid-execution', () => {
@@ -76,8 +78,44 @@ describe('the execution service killed mid-execution', () => {
       expect(finished(events.events)).toHaveLength(1);
       await client(environments.url).environments.deleteEnvironment({ id: environment!.id });
       await expectSettled({ sandbox, databaseUrl: bed.databaseUrl, labels: { instanceId } });
+      // The next test runs this instance again, with the pool on.
+      expect(await stopService(execution)).toBe(0);
     } finally {
       await events.stop();
     }
+  });
+
+  it('also removes the warm sandboxes it left on restart, idle or running an execution', async () => {
+    const { sandbox, instanceId } = bed;
+    const poolOn = { TEE_ENVIRONMENTS_URL: environments.url, TEE_POOL_MAX_PER_ENVIRONMENT: '4' };
+    let execution = await bed.start('execution', poolOn);
+    const client = (url: string) => createAssistTeeClient({ baseUrl: url });
+    const { environment } = await client(environments.url).environments.createEnvironment({
+      ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 120_000));'),
+      runtime: Runtime.DENO,
+    });
+    // environment.created starts a warm sandbox; the execution takes it, the pool starts another.
+    await waitForRunning(sandbox, { instanceId, pool: 'warm' });
+    const call = client(execution.url)
+      .executions.execute({ environmentId: environment!.id, limits: { timeoutMs: 200_000 } })
+      .catch((error: unknown) => error);
+    await waitForRunning(sandbox, { instanceId, pool: 'warm' }, 2);
+    await expect.poll(async () => (await queryRows(bed.databaseUrl, RUNNING_ROWS)).length).toBe(1);
+    expect(await stopService(execution, 'SIGKILL')).toBe(null);
+    expect(await call).toBeInstanceOf(Error);
+    expect(
+      (await sandbox.listContainers({ instanceId, pool: 'warm' })).length,
+    ).toBeGreaterThanOrEqual(2);
+
+    execution = await bed.start('execution', poolOn);
+    const rows = await queryRows<{ status: string; warm: boolean }>(
+      bed.databaseUrl,
+      'select status, warm from execution.execution where environment_id = $1',
+      [environment!.id],
+    );
+    expect(rows).toEqual([{ status: 'SANDBOX_ERROR', warm: true }]);
+    await expectNothingLabelled(sandbox, { instanceId, pool: 'warm' });
+    await client(environments.url).environments.deleteEnvironment({ id: environment!.id });
+    await expectSettled({ sandbox, databaseUrl: bed.databaseUrl, labels: { instanceId } });
   });
 });
