@@ -88,7 +88,7 @@ describe('the execution service killed mid-execution', () => {
   it('also removes the warm sandboxes it left on restart, idle or running an execution', async () => {
     const { sandbox, instanceId } = bed;
     const poolOn = { TEE_ENVIRONMENTS_URL: environments.url, TEE_POOL_MAX_PER_ENVIRONMENT: '4' };
-    let execution = await bed.start('execution', poolOn);
+    const execution = await bed.start('execution', poolOn);
     const client = (url: string) => createAssistTeeClient({ baseUrl: url });
     const { environment } = await client(environments.url).environments.createEnvironment({
       ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 120_000));'),
@@ -107,7 +107,8 @@ describe('the execution service killed mid-execution', () => {
       (await sandbox.listContainers({ instanceId, pool: 'warm' })).length,
     ).toBeGreaterThanOrEqual(2);
 
-    execution = await bed.start('execution', poolOn);
+    // The restart (its start-up recovery) removes what the killed process left.
+    await bed.start('execution', poolOn);
     const rows = await queryRows<{ status: string; warm: boolean }>(
       bed.databaseUrl,
       'select status, warm from execution.execution where environment_id = $1',
