@@ -8,7 +8,8 @@
 //   stdout  : `${nonce} {"type":"log",...}` for every console call, then `${nonce} {"type":"ready"}`
 //             once the main module is imported (or a failed result with phase "init")
 //   stdin  2: `{"data":...,"env":{...},"context":{"executionId","environmentId","timeoutMs"}}`
-//   stdout  : `${nonce} {"type":"result","ok":...}`, exactly once, then the process exits.
+//   stdout  : `${nonce} {"type":"result","ok":...}`, exactly once; the process exits once stdin
+//             closes (at once for a failed init or a bad event line)
 // Any stdout line without the nonce is raw output of the user's code. The nonce lives only in
 // this module's closure, so user code can neither read it nor forge a frame.
 //
@@ -330,13 +331,26 @@ function describe(thrown: unknown): ErrorInfo {
 let resultWritten = false;
 let ready = false;
 
-/** Writes the one result frame (later calls are ignored) and exits at once, so timers or
- * servers the handler left behind cannot keep the sandbox alive. */
-function finish(json: string, code: number): never {
+/**
+ * Writes the one result frame (later calls are ignored) and exits, so timers or servers the
+ * handler left behind cannot keep the sandbox alive. After the handler's own result it exits
+ * once stdin closes instead: the service closes it (or removes the sandbox) once the outcome is
+ * recorded, so that the sandbox's teardown does not compete with that write for the CPU.
+ */
+function finish(json: string, code: number, untilStdinCloses = false): never {
   if (!resultWritten) {
     resultWritten = true;
     writeFrame(json);
+    if (untilStdinCloses) {
+      void exitWhenStdinCloses(code);
+      return undefined as never;
+    }
   }
+  return exit(code);
+}
+
+async function exitWhenStdinCloses(code: number): Promise<never> {
+  while ((await readLine()) !== undefined);
   return exit(code);
 }
 
@@ -355,9 +369,11 @@ function errorJson(error: ErrorInfo): string {
 type Phase = 'init' | 'handler' | 'protocol';
 
 function failWith(phase: Phase, error: ErrorInfo): never {
+  const handled = phase === 'handler';
   return finish(
     '{"type":"result","ok":false,"phase":"' + phase + '","error":' + errorJson(error) + '}',
-    phase === 'handler' ? 0 : 1,
+    handled ? 0 : 1,
+    handled,
   );
 }
 
@@ -379,7 +395,7 @@ function succeed(value: unknown): never {
     });
   }
   // undefined, functions and symbols serialise to nothing: the result is null.
-  return finish('{"type":"result","ok":true,"value":' + (json ?? 'null') + '}', 0);
+  return finish('{"type":"result","ok":true,"value":' + (json ?? 'null') + '}', 0, true);
 }
 
 // --- main ----------------------------------------------------------------------------------
@@ -467,7 +483,7 @@ async function main(): Promise<void> {
 }
 
 /** Runs the protocol with the runtime's `host`: reads the nonce, imports the main module, runs
- * the handler on the event, writes the result and exits. Call it once. */
+ * the handler on the event, writes the result and exits when stdin closes. Call it once. */
 export function startRunner(host: RunnerHost): void {
   writeStdout = host.writeStdout;
   readStdin = host.readStdin;

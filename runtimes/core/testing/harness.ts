@@ -71,6 +71,8 @@ export async function runSandbox(
         options.afterEvent?.(control);
       } else if (frame.type === 'result') {
         timings.result ??= since();
+        // The runner exits once its stdin closes after the result.
+        sandbox.stdin.end();
       }
     });
     sandbox.stdin.write(`${nonce}\n`);

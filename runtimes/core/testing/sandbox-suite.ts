@@ -288,9 +288,9 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
         phase: 'handler',
         error: { name: 'SyntaxError', message: 'thrown from a timer' },
       });
-      // The runner exits by itself after the result (exit code 0, not a kill): the interval and
-      // the 1e9 ms timer it leaves do not keep the sandbox alive. The bound is loose on purpose:
-      // only not waiting for those timers is asserted, not a speed on a busy machine.
+      // The runner exits by itself once stdin closes after the result (exit code 0, not a
+      // kill): the interval and the 1e9 ms timer it leaves do not keep the sandbox alive. The
+      // bound is loose on purpose: only not waiting for those timers is asserted, not a speed.
       expect(onlyResult(timers)).toEqual({ type: 'result', ok: true, value: 'done' });
       expect(timers.exit.exitCode).toBe(0);
       expect(timers.timings.exited - timers.timings.result!).toBeLessThan(15_000);

@@ -22,11 +22,14 @@ import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
 import { resolveLimits } from './limits.js';
 import type { RunOutcome } from './handler-sandbox.js';
+import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox, runtimeOf } from './launch.js';
 import type { LogLine } from './runner-protocol.js';
 
 /** How long an outcome waits for the database to come back before the call gives up. */
 const RECORD_RETRY_MS = 30_000;
+/** A relay pass while the handler runs competes with it and with writing its outcome. */
+const STARTED_PUBLISH_DELAY_MS = 250;
 
 /** The fields Execute and ExecuteStream share. */
 export type ExecuteInput = Pick<ExecuteRequest, 'environmentId' | 'data' | 'env' | 'limits'>;
@@ -100,57 +103,76 @@ async function executeNow(
     environmentId: environment.id,
   });
   // The RUNNING row is written while the handler runs, off the answer's path. Should the
-  // write fail, the run is stopped and the call fails with it.
+  // write fail, the run is stopped and the call fails with it. A short run's execution.started
+  // goes out with its execution.finished, in one relay pass after the answer.
   const recording = new AbortController();
   const recorded = deps.outbox
-    .flushWith(em, 'execution.started', started)
+    .flushWith(em, 'execution.started', started, { publishAfterMs: STARTED_PUBLISH_DELAY_MS })
     .catch((error: unknown) => {
       recording.abort(error);
     });
   let outcome: RunOutcome;
   try {
-    sandbox ??= await launchSandbox(deps, environment, limits, { executionId: row.id });
-    outcome = await sandbox.run({
-      event: {
-        data,
-        env: input.env,
-        context: {
-          executionId: row.id,
-          environmentId: environment.id,
-          timeoutMs: limits.timeoutMs,
+    try {
+      sandbox ??= await launchSandbox(deps, environment, limits, { executionId: row.id });
+      outcome = await sandbox.run({
+        event: {
+          data,
+          env: input.env,
+          context: {
+            executionId: row.id,
+            environmentId: environment.id,
+            timeoutMs: limits.timeoutMs,
+          },
         },
-      },
-      timeoutMs: limits.timeoutMs,
-      maxOutputBytes: limits.maxOutputBytes,
-      onLog,
-      signal: AbortSignal.any([signal, recording.signal]),
-    });
-  } catch (error) {
-    deps.logger.error({ err: error, executionId: row.id }, 'starting the sandbox failed');
-    outcome = {
-      status: 'SANDBOX_ERROR',
-      result: null,
-      error: { name: 'SandboxFailed', message: 'the sandbox could not be started', stack: '' },
-      logs: [],
-      outputTruncated: false,
-      exitCode: -1,
-    };
+        timeoutMs: limits.timeoutMs,
+        maxOutputBytes: limits.maxOutputBytes,
+        onLog,
+        signal: AbortSignal.any([signal, recording.signal]),
+      });
+    } catch (error) {
+      deps.logger.error({ err: error, executionId: row.id }, 'starting the sandbox failed');
+      outcome = {
+        status: 'SANDBOX_ERROR',
+        result: null,
+        error: { name: 'SandboxFailed', message: 'the sandbox could not be started', stack: '' },
+        logs: [],
+        outputTruncated: false,
+        exitCode: -1,
+      };
+    }
+    await recorded;
+    if (recording.signal.aborted) throw recording.signal.reason;
+    if (await deletedUnderIt(deps, environment.id, outcome)) {
+      const { name, message } = environmentDeleted();
+      outcome = {
+        ...outcome,
+        status: 'SANDBOX_ERROR',
+        result: null,
+        error: { name, message, stack: '' },
+      };
+    }
+    await recordOutcome(deps, em, row, outcome, startedAt);
   } finally {
-    // Removal is off the answer's path; the pool tracks it, and shutdown waits for it.
+    // Removal, and the start that refills the pool, come after the outcome is written: on two
+    // cores they would slow that write down. The pool tracks the removal; shutdown waits for it.
     if (sandbox !== undefined) deps.pool.discard(sandbox);
   }
-  await recorded;
-  if (recording.signal.aborted) throw recording.signal.reason;
-  if (await deletedUnderIt(deps, environment.id, outcome)) {
-    const { name, message } = environmentDeleted();
-    outcome = {
-      ...outcome,
-      status: 'SANDBOX_ERROR',
-      result: null,
-      error: { name, message, stack: '' },
-    };
-  }
+  deps.logger.info(
+    { executionId: row.id, status: row.status, durationMs: row.durationMs },
+    'execution finished',
+  );
+  return toExecutionMessage(row);
+}
 
+/** Writes the outcome and its execution.finished in one transaction. */
+async function recordOutcome(
+  deps: ExecutionDeps,
+  em: ReturnType<ExecutionDeps['db']['em']>,
+  row: ExecutionEntity,
+  outcome: RunOutcome,
+  startedAt: number,
+): Promise<void> {
   const finishedAt = new Date();
   const outcomeFields = {
     status: outcome.status,
@@ -180,11 +202,6 @@ async function executeNow(
       await deps.outbox.flushWith(fresh, 'execution.finished', finished);
     }, RECORD_RETRY_MS);
   }
-  deps.logger.info(
-    { executionId: row.id, status: row.status, durationMs: row.durationMs },
-    'execution finished',
-  );
-  return toExecutionMessage(row);
 }
 
 /** A Value can arrive without a kind (proto3 allows it on the wire); JSON has no such value. */
@@ -214,13 +231,7 @@ async function deletedUnderIt(
   outcome: RunOutcome,
 ): Promise<boolean> {
   const unexplained = ['ProcessExited', 'SandboxFailed'].includes(outcome.error?.name ?? '');
-  if (!unexplained) return false;
-  try {
-    const { environment } = await deps.environments.getEnvironment({ id: environmentId });
-    return environment?.status === EnvironmentStatus.DELETED;
-  } catch (error) {
-    return ConnectError.from(error).code === Code.NotFound;
-  }
+  return unexplained && isEnvironmentDeleted(deps.environments, environmentId);
 }
 
 async function readyEnvironment(deps: ExecutionDeps, id: string): Promise<Environment> {

@@ -52,7 +52,6 @@ export interface RunOutcome {
 
 // After the container exits, its output streams end once Docker has flushed them.
 const STREAM_DRAIN_MS = 2_000;
-const EXIT_AFTER_RESULT_MS = 1_000;
 const RESULT_SETTLE_MS = 3;
 const CLEAN_EXIT: SandboxExit = { exitCode: 0, oomKilled: false };
 const V8_FATAL_EXIT_CODE = 133;
@@ -158,8 +157,9 @@ export class HandlerSandbox {
   }
 
   /**
-   * Runs one event and resolves with the outcome once the sandbox has exited. The sandbox is
-   * not removed: call remove() (the caller need not wait for it).
+   * Runs one event and resolves with the outcome once its result is in or the sandbox has
+   * exited. The sandbox is not removed: call remove() once the outcome is recorded (the caller
+   * need not wait for it).
    */
   async run(request: RunRequest): Promise<RunOutcome> {
     if (this.request !== undefined) throw new Error('a sandbox runs one event only');
@@ -202,10 +202,10 @@ export class HandlerSandbox {
   }
 
   /**
-   * The exit, or a clean one once the result is in: the runner exits (code 0) right after its
-   * result, and the sandbox's teardown (hundreds of ms under runsc) is not worth waiting for.
-   * Output on stderr may trail the result frame on stdout by a hair: it gets RESULT_SETTLE_MS.
-   * A sandbox stopped from outside is waited for, so its exit explains the outcome.
+   * The exit, or a clean one once the result is in: after its result the runner only waits to
+   * be removed, and then exits with code 0. Output on stderr may trail the result frame on
+   * stdout by a hair: it gets RESULT_SETTLE_MS. A sandbox stopped from outside is waited for,
+   * so its exit explains the outcome.
    */
   private async outcomeExit(): Promise<SandboxExit> {
     const exited = this.exit.then(async (exit) => {
@@ -244,9 +244,6 @@ export class HandlerSandbox {
     } else if (frame.type === 'result' && this.result === undefined) {
       // The handler's outcome, or a failed import in place of ready.
       this.result = frame.ok ? { ok: true, value: frame.value } : { ok: false, error: frame.error };
-      // The runner exits right after its result; one that lingers is stopped.
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.kill(), EXIT_AFTER_RESULT_MS);
       if (this.eventSent) this.resolveResultIn();
     }
   }
@@ -282,10 +279,6 @@ export class HandlerSandbox {
   private stop(reason: StopReason): void {
     this.stopReason ??= reason;
     clearTimeout(this.timer);
-    this.kill();
-  }
-
-  private kill(): void {
     this.sandbox.kill().catch((error: unknown) => this.log.warn({ err: error }, 'kill failed'));
   }
 }

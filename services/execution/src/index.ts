@@ -23,6 +23,7 @@ import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
 import { getPoolStatus } from './rpc/get-pool-status.js';
 import { listExecutions } from './rpc/list-executions.js';
+import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox } from './launch.js';
 import { WarmPool } from './warm-pool.js';
 
@@ -84,6 +85,7 @@ export async function createExecutionService(
     sandboxMemoryMb: config.execution.defaults.memoryMb,
     launch: (environment) =>
       launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }),
+    isDeleted: (environmentId) => isEnvironmentDeleted(environments, environmentId),
     logger: logger.child({ component: 'pool' }),
   });
   const deps: ExecutionDeps = {

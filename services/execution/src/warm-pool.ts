@@ -19,6 +19,8 @@ export interface WarmPoolOptions {
   sandboxMemoryMb: number;
   /** Starts a sandbox for the environment with the default limits, labelled as warm. */
   launch(environment: Environment): Promise<HandlerSandbox>;
+  /** Whether the environment was deleted (its sandboxes go before environment.deleted comes). */
+  isDeleted(environmentId: string): Promise<boolean>;
   logger: Logger;
 }
 
@@ -112,9 +114,7 @@ export class WarmPool {
    * close() waits for the removal.
    */
   discard(sandbox: HandlerSandbox): void {
-    const removal = sandbox.remove();
-    this.removals.add(removal);
-    void removal.finally(() => this.removals.delete(removal));
+    this.remove(sandbox);
     this.refillAll();
   }
 
@@ -217,12 +217,14 @@ export class WarmPool {
         const at = pool.ready.indexOf(sandbox);
         if (at === -1) return;
         pool.ready.splice(at, 1);
-        this.options.logger.warn(
-          { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
-          'a warm sandbox died while idle; replacing it',
-        );
-        this.discard(sandbox);
-        this.refill(pool);
+        this.remove(sandbox);
+        this.unlessDeleted(pool, () => {
+          this.options.logger.warn(
+            { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
+            'a warm sandbox died while idle; replacing it',
+          );
+          this.refill(pool);
+        });
       });
     });
     this.starts.add(done);
@@ -241,11 +243,33 @@ export class WarmPool {
     if (sandbox !== undefined) this.discard(sandbox);
     pool.failures += 1;
     pool.retryAt = Date.now() + Math.min(1000 * 2 ** pool.failures, MAX_RETRY_DELAY_MS);
-    this.options.logger.warn(
-      { environmentId: pool.environment.id, err: error, failures: pool.failures },
-      'a warm sandbox did not become ready',
+    this.unlessDeleted(pool, () =>
+      this.options.logger.warn(
+        { environmentId: pool.environment.id, err: error, failures: pool.failures },
+        'a warm sandbox did not become ready',
+      ),
     );
     return undefined;
+  }
+
+  /**
+   * A lost sandbox most often means its environment was just deleted: DeleteEnvironment
+   * removes the sandboxes before environment.deleted arrives. Then the pool is dropped at once
+   * instead of being refilled; otherwise `then` runs.
+   */
+  private unlessDeleted(pool: EnvironmentPool, then: () => void): void {
+    const { id } = pool.environment;
+    void this.options.isDeleted(id).then((deleted) => {
+      if (!deleted) return then();
+      this.drain(id);
+      this.options.logger.debug({ environmentId: id }, 'environment deleted: warm pool emptied');
+    });
+  }
+
+  private remove(sandbox: HandlerSandbox): void {
+    const removal = sandbox.remove();
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
   }
 
   private shrinkIdle(): void {
