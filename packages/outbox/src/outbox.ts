@@ -24,16 +24,11 @@ export interface Outbox {
    * it too, in the same transaction. Call publishPending() after that flush.
    */
   add<T extends EventType>(em: EntityManager, type: T, message: EventMessage<T>): void;
-  /**
-   * add(), then flush `em` (state and event in one transaction), then publishPending(). With
-   * `publishAfterMs` the relay is woken that much later, unless something wakes it sooner:
-   * an event that usually has a successor right behind it then goes out in the same pass.
-   */
+  /** add(), then flush `em` (state and event in one transaction), then publishPending(). */
   flushWith<T extends EventType>(
     em: EntityManager,
     type: T,
     message: EventMessage<T>,
-    options?: { publishAfterMs?: number },
   ): Promise<void>;
   /** Asks the relay to publish what is pending now; returns at once. */
   publishPending(): void;
@@ -144,11 +139,10 @@ export function startOutbox(options: OutboxOptions): Outbox {
         publishedAt: null,
       });
     },
-    async flushWith(em, type, message, { publishAfterMs = 0 } = {}) {
+    async flushWith(em, type, message) {
       this.add(em, type, message);
       await em.flush();
-      if (publishAfterMs > 0) setTimeout(() => this.publishPending(), publishAfterMs).unref();
-      else this.publishPending();
+      this.publishPending();
     },
     publishPending() {
       requested = true;

@@ -98,28 +98,6 @@ describe('the transactional outbox', () => {
     }
   });
 
-  it('holds an event for publishAfterMs, unless a later event wakes the relay sooner', async () => {
-    const events = await collectEvents(nats.url, prefix);
-    const ids = () => events.events.map((event) => event.message.eventId);
-    try {
-      const held = started('00000000-0000-4000-8000-000000000007');
-      await outbox.flushWith(db.em(), 'execution.started', held, { publishAfterMs: 2_000 });
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(ids()).not.toContain(held.eventId);
-      // The next event goes out at once, and takes the held one with it, in order.
-      const next = started('00000000-0000-4000-8000-000000000008');
-      await outbox.flushWith(db.em(), 'execution.started', next);
-      await events.waitFor((seen) => seen.some((e) => e.message.eventId === next.eventId));
-      expect(ids().slice(-2)).toEqual([held.eventId, next.eventId]);
-      // Alone, a held event goes out once its time is up.
-      const alone = started('00000000-0000-4000-8000-000000000009');
-      await outbox.flushWith(db.em(), 'execution.started', alone, { publishAfterMs: 200 });
-      await events.waitFor((seen) => seen.some((e) => e.message.eventId === alone.eventId));
-    } finally {
-      await events.stop();
-    }
-  });
-
   it('publishes what is still pending when it is closed', async () => {
     await outbox.close();
     // A relay that would not look again for a minute once its first pass is done.

@@ -452,13 +452,12 @@ export class SandboxDriver {
       return sandbox;
     } catch (error) {
       socket?.destroy();
-      await container.remove({ force: true }).catch((removeError: unknown) => {
-        if (!isNotFound(removeError)) {
-          this.logger.error(
-            { err: removeError, containerId: container.id },
-            'removing a failed sandbox failed',
-          );
-        }
+      // Gone or already being removed (its environment was deleted meanwhile) is fine.
+      await this.removeContainer(container.id).catch((removeError: unknown) => {
+        this.logger.error(
+          { err: removeError, containerId: container.id },
+          'removing a failed sandbox failed',
+        );
       });
       throw new Error(`starting the sandbox failed: ${dockerMessage(error)}`, { cause: error });
     }

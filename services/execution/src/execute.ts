@@ -28,8 +28,8 @@ import type { LogLine } from './runner-protocol.js';
 
 /** How long an outcome waits for the database to come back before the call gives up. */
 const RECORD_RETRY_MS = 30_000;
-/** A relay pass while the handler runs competes with it and with writing its outcome. */
-const STARTED_PUBLISH_DELAY_MS = 250;
+/** A run still going after this long is recorded as RUNNING; a shorter one only at its end. */
+const RUNNING_RECORD_DELAY_MS = 100;
 
 /** The fields Execute and ExecuteStream share. */
 export type ExecuteInput = Pick<ExecuteRequest, 'environmentId' | 'data' | 'env' | 'limits'>;
@@ -63,23 +63,29 @@ async function executeNow(
       `the event is ${eventBytes} bytes; the maximum is ${deps.config.execution.maxEventBytes}`,
     );
   }
-  const environment = await readyEnvironment(deps, input.environmentId);
-  runtimeOf(deps, environment); // FailedPrecondition before anything is recorded
-  const allowed = new Set(environment.permissions?.allowEnv ?? []);
-  for (const name of Object.keys(input.env)) {
-    if (!allowed.has(name)) {
-      throw invalidArgument(
-        `env[${JSON.stringify(name)}]`,
-        "is not in the environment's permissions.allow_env",
-      );
-    }
-  }
-
   // A warm sandbox was started with the default limits: other limits need a cold one.
   const { defaults } = deps.config.execution;
   const fitsPool =
     limits.memoryMb === defaults.memoryMb && limits.cpuMillicores === defaults.cpuMillicores;
-  let sandbox = fitsPool ? await deps.pool.take(environment) : undefined;
+  // Code and permissions never change after setup: the pool's copy of the environment can
+  // check the request and start a warm run while the lookup confirms that the environment is
+  // still READY. Nothing is recorded before it has, and a failed lookup stops the run and fails
+  // the call.
+  const lookup = readyEnvironment(deps, input.environmentId);
+  const known = fitsPool ? deps.pool.environment(input.environmentId) : undefined;
+  const environment = known ?? (await lookup);
+  try {
+    checkRequest(deps, environment, input);
+  } catch (error) {
+    await lookup; // a deleted environment is NotFound, whatever the request
+    throw error;
+  }
+  let sandbox = known === undefined ? undefined : deps.pool.takeReady(known.id);
+  if (sandbox === undefined) {
+    // A cold start (or a sandbox still starting) only for an environment known to be READY.
+    await lookup;
+    if (fitsPool) sandbox = await deps.pool.take(environment);
+  }
   const em = deps.db.em();
   const row = em.create(ExecutionEntity, {
     id: randomUUID(),
@@ -102,15 +108,18 @@ async function executeNow(
     executionId: row.id,
     environmentId: environment.id,
   });
-  // The RUNNING row is written while the handler runs, off the answer's path. Should the
-  // write fail, the run is stopped and the call fails with it. A short run's execution.started
-  // goes out with its execution.finished, in one relay pass after the answer.
+  // A run that lasts gets its RUNNING row (and execution.started) while it runs, so that a
+  // crash can be recovered; a short one is written once, with its outcome, in one transaction.
+  // Before either write nothing of the execution exists, not even for a crash to leave behind.
+  // A failed lookup or RUNNING write stops the run and fails the call.
   const recording = new AbortController();
-  const recorded = deps.outbox
-    .flushWith(em, 'execution.started', started, { publishAfterMs: STARTED_PUBLISH_DELAY_MS })
-    .catch((error: unknown) => {
-      recording.abort(error);
-    });
+  lookup.catch((error: unknown) => recording.abort(error));
+  let recordedRunning: Promise<void> | undefined;
+  const recordRunning = setTimeout(() => {
+    recordedRunning = lookup
+      .then(() => deps.outbox.flushWith(em, 'execution.started', started))
+      .catch((error: unknown) => recording.abort(error));
+  }, RUNNING_RECORD_DELAY_MS);
   let outcome: RunOutcome;
   try {
     try {
@@ -141,8 +150,10 @@ async function executeNow(
         exitCode: -1,
       };
     }
-    await recorded;
+    clearTimeout(recordRunning);
+    await Promise.allSettled([lookup, recordedRunning]);
     if (recording.signal.aborted) throw recording.signal.reason;
+    if (recordedRunning === undefined) deps.outbox.add(em, 'execution.started', started);
     if (await deletedUnderIt(deps, environment.id, outcome)) {
       const { name, message } = environmentDeleted();
       outcome = {
@@ -232,6 +243,20 @@ async function deletedUnderIt(
 ): Promise<boolean> {
   const unexplained = ['ProcessExited', 'SandboxFailed'].includes(outcome.error?.name ?? '');
   return unexplained && isEnvironmentDeleted(deps.environments, environmentId);
+}
+
+/** The runtime exists here and every env var is allowed: checked before anything is recorded. */
+function checkRequest(deps: ExecutionDeps, environment: Environment, input: ExecuteInput): void {
+  runtimeOf(deps, environment);
+  const allowed = new Set(environment.permissions?.allowEnv ?? []);
+  for (const name of Object.keys(input.env)) {
+    if (!allowed.has(name)) {
+      throw invalidArgument(
+        `env[${JSON.stringify(name)}]`,
+        "is not in the environment's permissions.allow_env",
+      );
+    }
+  }
 }
 
 async function readyEnvironment(deps: ExecutionDeps, id: string): Promise<Environment> {

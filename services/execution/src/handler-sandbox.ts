@@ -52,7 +52,7 @@ export interface RunOutcome {
 
 // After the container exits, its output streams end once Docker has flushed them.
 const STREAM_DRAIN_MS = 2_000;
-const RESULT_SETTLE_MS = 3;
+const RESULT_SETTLE_MS = 1;
 const CLEAN_EXIT: SandboxExit = { exitCode: 0, oomKilled: false };
 const V8_FATAL_EXIT_CODE = 133;
 const PID_LIMIT_EXIT_CODE = 2;

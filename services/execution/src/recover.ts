@@ -43,14 +43,13 @@ export async function finishAbandonedExecutions(
     await Promise.all(containers.map((container) => deps.sandbox.removeContainer(container.id)));
   }
   if (which === 'own') {
-    // Warm sandboxes carry no execution id (the one that took it may have been running):
-    // at start, every warm sandbox of this instance is a leftover.
-    const warm = await deps.sandbox.listContainers({
+    // At start, every sandbox of this instance is a leftover, and some have no RUNNING row to
+    // be found by: warm ones carry no execution id, and a short run is recorded only at its end.
+    const leftovers = await deps.sandbox.listContainers({
       owner: 'execution',
       instanceId: deps.config.instanceId,
-      pool: 'warm',
     });
-    await Promise.all(warm.map((container) => deps.sandbox.removeContainer(container.id)));
+    await Promise.all(leftovers.map((container) => deps.sandbox.removeContainer(container.id)));
   }
   if (finished.length > 0) {
     deps.outbox.publishPending();

@@ -35,6 +35,8 @@ const DEMAND_WINDOW_MS = 10_000;
 /** Until a start has been measured, a start is taken to last this long. */
 const FIRST_START_ESTIMATE_MS = 600;
 const MAX_RETRY_DELAY_MS = 60_000;
+/** How long after a take that empties the pool the refill starts, if no discard started it. */
+const REFILL_DELAY_MS = 200;
 
 interface EnvironmentPool {
   environment: Environment;
@@ -80,6 +82,20 @@ export class WarmPool {
     this.refill(this.poolOf(environment));
   }
 
+  /** The environment as the pool last saw it, if it keeps a pool for it. */
+  environment(environmentId: string): Environment | undefined {
+    return this.enabled ? this.pools.get(environmentId)?.environment : undefined;
+  }
+
+  /** A ready sandbox of the environment that nothing has used, or undefined when none is. */
+  takeReady(environmentId: string): HandlerSandbox | undefined {
+    const pool = this.enabled ? this.pools.get(environmentId) : undefined;
+    if (pool === undefined) return undefined;
+    const taken = this.takeIdle(pool);
+    if (taken !== undefined) this.noteTake(pool);
+    return taken;
+  }
+
   /**
    * A ready sandbox of the environment that nothing has used, or undefined when there is none
    * (the caller starts a cold one). A sandbox still starting is taken and waited for: it is
@@ -88,34 +104,27 @@ export class WarmPool {
   async take(environment: Environment): Promise<HandlerSandbox | undefined> {
     if (!this.enabled) return undefined;
     const pool = this.poolOf(environment);
-    const now = Date.now();
-    pool.lastUseAt = now;
-    pool.takes.push(now);
-    while (pool.takes[0]! < now - DEMAND_WINDOW_MS) pool.takes.shift();
-
-    let taken: HandlerSandbox | undefined;
-    while (taken === undefined && pool.ready.length > 0) {
-      const sandbox = pool.ready.shift()!;
-      if (sandbox.idle) taken = sandbox;
-      else this.discard(sandbox);
-    }
-    const [start] = taken === undefined ? pool.starting : [];
-    if (start !== undefined) pool.starting.delete(start);
-    // Replacements start once this run is over (discard), so they do not compete with it
-    // for the CPU; a pool that ran dry starts them now.
-    if (pool.ready.length === 0) this.refill(pool);
-    if (start === undefined) return taken;
+    const taken = this.takeIdle(pool);
+    this.noteTake(pool);
+    if (taken !== undefined) return taken;
+    const [start] = pool.starting;
+    if (start === undefined) return undefined;
+    pool.starting.delete(start);
     const sandbox = await start;
     return sandbox?.idle ? sandbox : undefined;
   }
 
   /**
    * Removes a used (or unwanted) sandbox in the background, and refills what was taken;
-   * close() waits for the removal.
+   * close() waits for the removal. Both begin on the next turn of the event loop: a run's
+   * sandbox is discarded just before its answer is written, and that goes first.
    */
   discard(sandbox: HandlerSandbox): void {
-    this.remove(sandbox);
-    this.refillAll();
+    const removal = new Promise((resolve) => setImmediate(resolve)).then(() => {
+      this.refillAll();
+      return sandbox.remove();
+    });
+    this.track(removal);
   }
 
   /** Removes the environment's warm sandboxes at once (it was deleted or expired). */
@@ -143,6 +152,28 @@ export class WarmPool {
     for (const id of [...this.pools.keys()]) this.drain(id);
     await Promise.allSettled([...this.starts]);
     await Promise.allSettled([...this.removals]);
+  }
+
+  private takeIdle(pool: EnvironmentPool): HandlerSandbox | undefined {
+    while (pool.ready.length > 0) {
+      const sandbox = pool.ready.shift()!;
+      if (sandbox.idle) return sandbox;
+      this.discard(sandbox);
+    }
+    return undefined;
+  }
+
+  /**
+   * Counts the take just made towards the pool's demand. Replacements start when the run is
+   * over and its sandbox discarded, so they do not compete with it for the CPU; a pool that ran
+   * dry starts them a little later anyway, for the runs that last.
+   */
+  private noteTake(pool: EnvironmentPool): void {
+    const now = Date.now();
+    pool.lastUseAt = now;
+    pool.takes.push(now);
+    while (pool.takes[0]! < now - DEMAND_WINDOW_MS) pool.takes.shift();
+    if (pool.ready.length === 0) setTimeout(() => this.refill(pool), REFILL_DELAY_MS).unref();
   }
 
   private poolOf(environment: Environment): EnvironmentPool {
@@ -267,7 +298,10 @@ export class WarmPool {
   }
 
   private remove(sandbox: HandlerSandbox): void {
-    const removal = sandbox.remove();
+    this.track(sandbox.remove());
+  }
+
+  private track(removal: Promise<void>): void {
     this.removals.add(removal);
     void removal.finally(() => this.removals.delete(removal));
   }

@@ -2,6 +2,7 @@ import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { expectNothingLabelled } from '@assist-tee/testing';
+import { Code } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import {
   handlerModules,
@@ -146,6 +147,18 @@ export function handler() { return loadedAt; }`);
     await tee.client.environments.deleteEnvironment({ id });
     await expectNothingLabelled(tee.stack.process.infrastructure.sandbox, { environmentId: id });
     await poolUntil(tee, id, (pool) => pool === undefined);
+  });
+
+  // Execute checks a request against the pool's copy of the environment while it looks the
+  // environment up; the lookup still decides.
+  it('answers NotFound right after the delete, records nothing and leaves nothing', async () => {
+    const id = await createEnvironment('export function handler() { return 1; }');
+    await poolUntil(tee, id, (pool) => pool !== undefined && pool.ready >= 1);
+    await tee.client.environments.deleteEnvironment({ id });
+    await expect(execute(id)).rejects.toMatchObject({ code: Code.NotFound });
+    const { executions } = await tee.client.executions.listExecutions({ environmentId: id });
+    expect(executions).toEqual([]);
+    await expectNothingLabelled(tee.stack.process.infrastructure.sandbox, { environmentId: id });
   });
 
   it('leaves nothing when the environment is deleted while its warm sandbox starts', async () => {
