@@ -288,7 +288,7 @@ if (!external) {
   await stack.stop();
 }
 
-const ratio = (a, b) => (a === undefined ? '—' : `${round(a / b)}×`);
+const ratio = (a, b) => (a === undefined ? '—' : `${Number((a / b).toPrecision(2))}×`);
 const rows = [
   ['naive docker run (baseline)', `${results.naive.p50} ms`, `p90 ${results.naive.p90} ms`, '1×'],
   [

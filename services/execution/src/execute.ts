@@ -35,9 +35,10 @@ const RUNNING_RECORD_DELAY_MS = 100;
 export type ExecuteInput = Pick<ExecuteRequest, 'environmentId' | 'data' | 'env' | 'limits'>;
 
 /**
- * Runs one execution end to end: validates, records it RUNNING, runs the handler in a fresh
- * sandbox, records the outcome, and publishes execution.started / execution.finished. It is
- * work in flight: a stopping service refuses it, and waits for it or cuts it short.
+ * Runs one execution end to end: validates, runs the handler in a fresh sandbox (recording it
+ * RUNNING if it lasts), records the outcome, and publishes execution.started /
+ * execution.finished. It is work in flight: a stopping service refuses it, and waits for it or
+ * cuts it short.
  */
 export function execute(
   deps: ExecutionDeps,
