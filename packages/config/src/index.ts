@@ -29,6 +29,11 @@ export interface Config {
     runscPath: string;
     /** runsc's state root for the engine's sandboxes (DESIGN §4). */
     runscRoot: string;
+    /**
+     * Development only: run user code even when the sandbox runtimes are not gVisor (runsc).
+     * Every start, setup and execution then logs a warning, and /healthz shows it.
+     */
+    allowInsecureRuntime: boolean;
   };
   /** Where the other services reach the EnvironmentService when they run apart. */
   environmentsUrl: string;
@@ -118,6 +123,14 @@ export function loadConfig(env: Env = process.env): Config {
     }
     return value;
   };
+  /** Off unless set to "1" or "true". */
+  const bool = (name: string): boolean => {
+    const raw = env[name];
+    if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+    if (raw === '1' || raw === 'true') return true;
+    problems.push(`${name}: expected 1, true, 0 or false, got "${raw}"`);
+    return false;
+  };
   const limits = (kind: 'DEFAULT' | 'MAX', fallback: ExecutionLimits): ExecutionLimits => ({
     timeoutMs: int(`TEE_${kind}_TIMEOUT_MS`, fallback.timeoutMs, 1),
     memoryMb: int(`TEE_${kind}_MEMORY_MB`, fallback.memoryMb, 64),
@@ -147,6 +160,7 @@ export function loadConfig(env: Env = process.env): Config {
       sandboxNetworkRuntime: str('TEE_SANDBOX_NETWORK_RUNTIME', 'runsc-net'),
       runscPath: str('TEE_RUNSC_PATH', 'runsc'),
       runscRoot: str('TEE_RUNSC_ROOT', '/var/run/docker/runtime-runc/moby'),
+      allowInsecureRuntime: bool('TEE_ALLOW_INSECURE_RUNTIME'),
     },
     environmentsUrl: str('TEE_ENVIRONMENTS_URL', 'http://127.0.0.1:8080'),
     executionUrl: str('TEE_EXECUTION_URL', 'http://127.0.0.1:8080'),

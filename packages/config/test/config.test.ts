@@ -51,6 +51,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TEE_NPM_REGISTRY: 'ftp://x' })).toThrow(/TEE_NPM_REGISTRY/);
   });
 
+  it('runs user code outside gVisor only when explicitly allowed', () => {
+    expect(loadConfig({}).docker.allowInsecureRuntime).toBe(false);
+    expect(loadConfig({ TEE_ALLOW_INSECURE_RUNTIME: '1' }).docker.allowInsecureRuntime).toBe(true);
+    expect(loadConfig({ TEE_ALLOW_INSECURE_RUNTIME: '0' }).docker.allowInsecureRuntime).toBe(false);
+    expect(() => loadConfig({ TEE_ALLOW_INSECURE_RUNTIME: 'yes' })).toThrow(
+      /TEE_ALLOW_INSECURE_RUNTIME/,
+    );
+  });
+
   it('refuses a default above its maximum', () => {
     expect(() => loadConfig({ TEE_DEFAULT_MEMORY_MB: '4096', TEE_MAX_MEMORY_MB: '1024' })).toThrow(
       /TEE_DEFAULT_MEMORY_MB is above TEE_MAX_MEMORY_MB/,

@@ -5,6 +5,7 @@ import type Docker from 'dockerode';
 import { extract, pack } from 'tar-stream';
 import type { Logger } from '@assist-tee/logger';
 import { dockerMessage, dockerStatus, isNotFound } from './errors.js';
+import { type EngineRuntime, runtimeProblems, sandboxProblems } from './verify.js';
 import { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
 import { labelFilter, MANAGED_LABEL, toDockerLabels, type SandboxLabels } from './labels.js';
 import { SandboxHandle, type Sandbox } from './sandbox.js';
@@ -158,9 +159,22 @@ export class SandboxDriver {
 
   /** Whether the engine has the configured sandbox runtimes (with and without network). */
   async hasRuntime(): Promise<boolean> {
-    const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
-    const runtimes = info.Runtimes ?? {};
+    const runtimes = await this.engineRuntimes();
     return Object.hasOwn(runtimes, this.runtime) && Object.hasOwn(runtimes, this.networkRuntime);
+  }
+
+  /** What keeps the configured runtimes from being gVisor as intended; empty when they are. */
+  async runtimeProblems(): Promise<string[]> {
+    const runtimes = await this.engineRuntimes();
+    return [
+      ...runtimeProblems(this.runtime, runtimes[this.runtime], '--network=none'),
+      ...runtimeProblems(this.networkRuntime, runtimes[this.networkRuntime], '--network=host'),
+    ];
+  }
+
+  private async engineRuntimes(): Promise<Record<string, EngineRuntime>> {
+    const info = (await this.docker.info()) as { Runtimes?: Record<string, EngineRuntime> };
+    return info.Runtimes ?? {};
   }
 
   async imageExists(tag: string): Promise<boolean> {
@@ -385,6 +399,8 @@ export class SandboxDriver {
     const { limits, volume } = spec;
     await this.requireVolume(volume.name);
     const network = spec.network;
+    const runtime = network === undefined ? this.runtime : this.networkRuntime;
+    const networkMode = network ?? 'none';
     const container = await this.docker.createContainer({
       Image: spec.image,
       Cmd: spec.cmd,
@@ -402,8 +418,8 @@ export class SandboxDriver {
       AttachStderr: true,
       NetworkDisabled: network === undefined,
       HostConfig: {
-        Runtime: network === undefined ? this.runtime : this.networkRuntime,
-        NetworkMode: network ?? 'none',
+        Runtime: runtime,
+        NetworkMode: networkMode,
         ExtraHosts: spec.hosts ?? [],
         ReadonlyRootfs: true,
         Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpfsBytes}` },
@@ -433,6 +449,16 @@ export class SandboxDriver {
     );
     let socket: Socket | undefined;
     try {
+      // No user code runs in a container that is not what was asked for.
+      const problems = sandboxProblems(await container.inspect(), {
+        runtime,
+        networkMode,
+        user: SANDBOX_USER,
+        env: spec.env,
+      });
+      if (problems.length > 0) {
+        throw new Error(`the engine made a sandbox that ${problems.join('; ')}`);
+      }
       socket = (await container.attach({
         stream: true,
         stdin: true,

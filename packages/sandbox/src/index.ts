@@ -28,6 +28,13 @@ export {
 } from './driver.js';
 export { caBundleAccess, SANDBOX_CA_BUNDLE_PATH } from './ca-bundle.js';
 export {
+  runtimeProblems,
+  sandboxProblems,
+  type EngineRuntime,
+  type InspectedSandbox,
+  type IntendedSandbox,
+} from './verify.js';
+export {
   listRunscSandboxes,
   removeRunscSandbox,
   type RunscHost,

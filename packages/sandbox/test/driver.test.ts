@@ -6,7 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '@assist-tee/logger';
 import {
   createDockerClient,
+  SANDBOX_USER,
   SandboxDriver,
+  sandboxProblems,
+  toDockerLabels,
   VolumeNotFoundError,
   type SandboxLabels,
 } from '../src/index.js';
@@ -62,6 +65,57 @@ describe('SandboxDriver against the engine', () => {
     await expect(driver.buildImage({ tag: `${tag}-broken`, contextDir })).rejects.toThrow(
       /building .*-broken failed: .*missing\.txt/s,
     );
+  });
+
+  test('tells gVisor runtimes from others', async () => {
+    expect(await driver.runtimeProblems()).toEqual([]);
+    const runc = new SandboxDriver({ docker, logger, runtime: 'runc', networkRuntime: 'runc' });
+    const problems = (await runc.runtimeProblems()).join('\n');
+    expect(problems).toContain(`runtime "runc" runs "runc", not gVisor's runsc`);
+    expect(problems).toContain('runtime "runc" is not configured with --network=none');
+    expect(problems).toContain('runtime "runc" is not configured with --network=host');
+  });
+
+  test('finds every sandbox rule a created container breaks, as the engine reports it', async () => {
+    // Never started: the checks read the engine's record of the container, not the process.
+    const container = await docker.createContainer({
+      Image: tag,
+      Cmd: ['/never-started'],
+      Env: ['GIVEN=1', 'SERVICE_SECRET=x'],
+      Labels: toDockerLabels(labels),
+      HostConfig: {
+        Runtime: 'runc',
+        Privileged: true,
+        CapAdd: ['NET_ADMIN'],
+        Binds: ['/var/run/docker.sock:/var/run/docker.sock'],
+        LogConfig: { Type: 'json-file', Config: {} },
+      },
+    });
+    try {
+      const problems = sandboxProblems(await container.inspect(), {
+        runtime: 'runsc',
+        networkMode: 'none',
+        user: SANDBOX_USER,
+        env: ['GIVEN=1'],
+      });
+      expect(problems).toEqual([
+        'runs under "runc", not "runsc"',
+        'is privileged',
+        'has a writable root filesystem',
+        'keeps capabilities',
+        'adds capabilities',
+        'allows new privileges',
+        'is on network "default", not "none"',
+        'has no PID limit',
+        'has no memory limit',
+        'logs through "json-file"',
+        'runs as ""',
+        'mounts the Docker socket (/var/run/docker.sock)',
+        'has the environment variable SERVICE_SECRET',
+      ]);
+    } finally {
+      await driver.removeContainer(container.id);
+    }
   });
 
   test('volumes: create with labels, list, write files, remove idempotently', async () => {

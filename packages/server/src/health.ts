@@ -34,10 +34,21 @@ interface HealthResponse {
   end(body: string): unknown;
 }
 
-/** 200 with every check "ok", or 503 with the reason of each failing check. */
-export async function serveHealth(checks: HealthCheck[], response: HealthResponse): Promise<void> {
+/**
+ * 200 with every check "ok", or 503 with the reason of each failing check. Warnings (an
+ * insecure development setting) are listed whatever the status.
+ */
+export async function serveHealth(
+  checks: HealthCheck[],
+  response: HealthResponse,
+  warnings: readonly string[] = [],
+): Promise<void> {
   const report = await checkHealth(checks);
-  const body = JSON.stringify({ status: report.ok ? 'ok' : 'unavailable', checks: report.checks });
+  const body = JSON.stringify({
+    status: report.ok ? 'ok' : 'unavailable',
+    checks: report.checks,
+    ...(warnings.length > 0 ? { warnings } : {}),
+  });
   response.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' });
   response.end(body);
 }

@@ -22,6 +22,8 @@ export interface Service {
   routes(router: ConnectRouter): void;
   /** Dependencies of this service beyond the shared ones (NATS, Docker). */
   readonly healthChecks: HealthCheck[];
+  /** Insecure settings in force, shown by /healthz. */
+  readonly warnings?: readonly string[];
   /** Starts background work, such as event consumers. */
   start(): Promise<void>;
   /**
@@ -96,12 +98,13 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       { name: 'docker', check: () => sandbox.ping() },
       ...services.flatMap((service) => service.healthChecks),
     ];
+    const warnings = [...new Set(services.flatMap((service) => service.warnings ?? []))];
     const handler = connectNodeAdapter({
       routes: (router) => services.forEach((service) => service.routes(router)),
       interceptors: [errorInterceptor(logger)],
       fallback: (request, response) => {
         if (request.method === 'GET' && request.url === '/healthz') {
-          void serveHealth(healthChecks, response);
+          void serveHealth(healthChecks, response, warnings);
           return;
         }
         response.writeHead(404, { 'content-type': 'text/plain' });

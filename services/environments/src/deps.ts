@@ -20,4 +20,6 @@ export interface EnvironmentsDeps {
   runtimes: SandboxRuntimes;
   /** The setups running now. */
   work: InFlight;
+  /** Set when user code runs outside gVisor (TEE_ALLOW_INSECURE_RUNTIME): logged with each run. */
+  insecureRuntime: string | undefined;
 }

@@ -30,10 +30,11 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
   const logger = infrastructure.logger.child({ subsystem: 'environments' });
   const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
   // Modules are written through a created (never started) container of the runtime's image.
-  await requireSandboxRuntime(
+  const insecureRuntime = await requireSandboxRuntime(
     sandbox,
-    config.docker.sandboxRuntime,
+    config.docker,
     Object.values(runtimes).map((runtime) => runtime.image),
+    logger,
   );
   const db = await openDatabase({
     url: config.databaseUrl,
@@ -53,7 +54,17 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     logger: logger.child({ component: 'outbox' }),
   });
   const work = new InFlight('environments');
-  const deps: EnvironmentsDeps = { config, logger, db, bus, sandbox, runtimes, outbox, work };
+  const deps: EnvironmentsDeps = {
+    config,
+    logger,
+    db,
+    bus,
+    sandbox,
+    runtimes,
+    outbox,
+    work,
+    insecureRuntime,
+  };
   let consumer: Consumption | undefined;
   const implementation: ServiceImpl<typeof EnvironmentService> = {
     createEnvironment: createEnvironment(deps),
@@ -65,6 +76,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     name: 'environments',
     routes: (router) => router.service(EnvironmentService, implementation),
     healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
+    warnings: insecureRuntime === undefined ? [] : [insecureRuntime],
     start: async () => {
       consumer = await bus.consume({
         durable: 'environments',

@@ -28,6 +28,8 @@ export interface ExecutionDeps {
   pool: WarmPool;
   /** The executions running now, keyed by environment id. */
   work: InFlight;
+  /** Set when user code runs outside gVisor (TEE_ALLOW_INSECURE_RUNTIME): logged with each run. */
+  insecureRuntime: string | undefined;
   /** The EnvironmentService: the execution service never reads the environments table. */
   environments: Client<typeof EnvironmentService>;
 }

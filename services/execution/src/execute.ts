@@ -55,6 +55,9 @@ async function executeNow(
   onLog?: (line: LogLine) => void,
 ): Promise<Execution> {
   const startedAt = Date.now();
+  if (deps.insecureRuntime !== undefined) {
+    deps.logger.warn({ environmentId: input.environmentId }, deps.insecureRuntime);
+  }
   const limits = resolveLimits(input.limits, deps.config.execution);
   const data = eventData(input.data);
   const eventBytes = Buffer.byteLength(JSON.stringify({ data, env: input.env }));

@@ -45,10 +45,11 @@ export async function createExecutionService(
   const { config, bus, sandbox } = infrastructure;
   const logger = infrastructure.logger.child({ subsystem: 'execution' });
   const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
-  await requireSandboxRuntime(
+  const insecureRuntime = await requireSandboxRuntime(
     sandbox,
-    config.docker.sandboxRuntime,
+    config.docker,
     Object.values(runtimes).map((runtime) => runtime.image),
+    logger,
   );
   const db = await openDatabase({
     url: config.databaseUrl,
@@ -96,6 +97,7 @@ export async function createExecutionService(
     pool,
     work: new InFlight('execution'),
     environments,
+    insecureRuntime,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
     execute: execute(deps),
@@ -110,6 +112,7 @@ export async function createExecutionService(
     name: 'execution',
     routes: (router) => router.service(ExecutionService, implementation),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
+    warnings: insecureRuntime === undefined ? [] : [insecureRuntime],
     start: async () => {
       await finishAbandonedExecutions(deps, 'own');
       stuckSweep = setInterval(() => {

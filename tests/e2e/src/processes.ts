@@ -18,6 +18,8 @@ const SHARED_NATS_URL = 'nats://127.0.0.1:4222';
 export interface ServiceProcess {
   child: ChildProcess;
   url: string;
+  /** What it has logged so far (pino levels: 40 warn, 50 error). */
+  logs: { level: number; msg?: string }[];
 }
 
 /** Starts `services/<name>/dist/main.js` and resolves with the URL it logs once serving. */
@@ -37,20 +39,40 @@ export async function startService(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout });
+  const logs: ServiceProcess['logs'] = [];
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start in time`)), 30_000);
     child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
     lines.on('line', (line) => {
       // TEE_TEST_SERVICE_LOGS=1 shows what the service logs, to debug a failing test.
       if (process.env.TEE_TEST_SERVICE_LOGS === '1') process.stderr.write(`[${name}] ${line}\n`);
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
+      const entry = JSON.parse(line) as { level: number; msg?: string; url?: string };
+      logs.push(entry);
       if (entry.msg === 'serving' && entry.url) {
         clearTimeout(timer);
         resolve(entry.url);
       }
     });
   });
-  return { child, url };
+  return { child, url, logs };
+}
+
+/** Starts `services/<name>/dist/main.js` expecting it to fail; resolves with its code and output. */
+export async function startFailingService(
+  name: string,
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [`${root}services/${name}/dist/main.js`], {
+    env: { ...process.env, TEE_EGRESS_PROXY_PORT: '0', ...env, TEE_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return { code, output };
 }
 
 /** SIGTERM, or SIGKILL for a crash; resolves with the exit code (null when killed). */

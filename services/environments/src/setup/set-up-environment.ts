@@ -23,6 +23,9 @@ export async function setUpEnvironment(
     instanceId: deps.config.instanceId,
     environmentId,
   };
+  if (deps.insecureRuntime !== undefined) {
+    deps.logger.warn({ environmentId }, deps.insecureRuntime);
+  }
   const withDependencies = hasDependencies(valid.dependencies);
   await deps.sandbox.createVolume(volume, labels);
   await deps.sandbox.writeFiles({
