@@ -36,6 +36,9 @@ describe('ExecutionEntity', () => {
   const results: JsonValue[] = [
     'text',
     '',
+    // jsonb cannot hold U+0000; a handler may return it (migration 0004).
+    'a\u0000b',
+    { nul: '\u0000' },
     '3',
     'true',
     'null',
@@ -107,7 +110,7 @@ describe('ExecutionEntity', () => {
       status: 'HANDLER_ERROR' as const,
       error: {
         name: 'TypeError',
-        message: 'x is not a function',
+        message: 'x is not a function \u0000',
         stack: 'TypeError: …\n  at main.ts:3',
       },
       logs: [

@@ -32,6 +32,7 @@ describe('openDatabase', () => {
         '0001-create-executions',
         '0002-process-limit-status',
         '0003-create-outbox',
+        '0004-result-error-json',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.

@@ -53,8 +53,9 @@ export const ExecutionEntitySchema = defineEntity({
     // What the handler returned, stored as is: a top-level string, number or array round-trips
     // exactly (test/execution.test.ts). SQL NULL is JS null: no result yet, or a handler that
     // returned null; the status tells which.
-    result: p.json<JsonValue>().strictNullable(),
-    error: p.json<ExecutionErrorRecord>().strictNullable(),
+    // json, not jsonb: a handler may return or throw the character U+0000 (migration 0004).
+    result: p.json<JsonValue>().columnType('json').strictNullable(),
+    error: p.json<ExecutionErrorRecord>().columnType('json').strictNullable(),
     logs: p.json<ExecutionLogRecord[]>(),
     outputTruncated: p.boolean(),
     exitCode: p.integer().strictNullable(),

@@ -2,10 +2,12 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { CreateExecutions } from './0001-create-executions.js';
 import { ProcessLimitStatus } from './0002-process-limit-status.js';
 import { CreateExecutionOutbox } from './0003-create-outbox.js';
+import { ResultErrorJson } from './0004-result-error-json.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
   { name: '0001-create-executions', class: CreateExecutions },
   { name: '0002-process-limit-status', class: ProcessLimitStatus },
   { name: '0003-create-outbox', class: CreateExecutionOutbox },
+  { name: '0004-result-error-json', class: ResultErrorJson },
 ];
