@@ -114,7 +114,7 @@ describe('secrets and reconnaissance', () => {
           };`,
         );
         if (deno) {
-          for (const probed of Object.values(value))
+          for (const probed of Object.values(value as Record<string, unknown>))
             expect(probed).toEqual({ error: 'NotCapable' });
           return;
         }
