@@ -20,7 +20,7 @@ const attempt = async (f: () => unknown) => {
 const connect = (options: net.NetConnectOpts) =>
   new Promise<string>((resolve, reject) => {
     const socket = net.connect(options);
-    socket.setTimeout(3000, () => reject(new Error('timeout')));
+    socket.setTimeout(3000, () => reject(Object.assign(new Error('timed out'), { code: 'timeout' })));
     socket.on('connect', () => { socket.destroy(); resolve('connected'); });
     socket.on('error', reject);
   });
@@ -31,6 +31,7 @@ export interface ProbeOptions {
   /** Extra modules next to main.ts. */
   modules?: Record<string, string>;
   allowEnv?: string[];
+  allowNet?: string[];
   env?: Record<string, string>;
   limits?: { timeoutMs?: number; memoryMb?: number; maxOutputBytes?: number };
 }
@@ -59,7 +60,7 @@ export async function probe(
       ...options.modules,
       'main.ts': `${PRELUDE}\nexport async function handler(event: any, context: any) {\n${body}\n}\n`,
     },
-    permissions: { allowEnv: options.allowEnv ?? [] },
+    permissions: { allowEnv: options.allowEnv ?? [], allowNet: options.allowNet ?? [] },
   });
   try {
     const { execution } = await tee.client.executions.execute({
