@@ -88,6 +88,20 @@ describe('validateCreateRequest', () => {
       'permissions.allow_env[0]',
       'valid variable',
     ],
+    [
+      { permissions: { allowNet: [], allowEnv: Array.from({ length: 65 }, (_, i) => `V${i}`) } },
+      'permissions.allow_env',
+      'at most 64',
+    ],
+    [{ labels: { team: 'a\u0000b' } }, 'labels["team"]', 'control characters'],
+    [{ labels: { team: 'x'.repeat(257) } }, 'labels["team"]', 'longer than 256'],
+    [{ labels: { '../x': 'y' } }, 'labels["../x"]', 'a key is 1 to 63'],
+    [{ labels: { ['k'.repeat(64)]: 'y' } }, `labels["${'k'.repeat(64)}"]`, 'a key is 1 to 63'],
+    [
+      { labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) },
+      'labels',
+      'at most 64',
+    ],
   ])('rejects %j naming %s', (fields, field, problem) => {
     const error = rejection(fields);
     expect(error.code).toBe(Code.InvalidArgument);

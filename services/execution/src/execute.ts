@@ -249,16 +249,20 @@ async function deletedUnderIt(
   return unexplained && isEnvironmentDeleted(deps.environments, environmentId);
 }
 
-/** The runtime exists here and every env var is allowed: checked before anything is recorded. */
+/**
+ * The runtime exists here, and every env var is allowed and can be set: checked before anything
+ * is recorded.
+ */
 function checkRequest(deps: ExecutionDeps, environment: Environment, input: ExecuteInput): void {
   runtimeOf(deps, environment);
   const allowed = new Set(environment.permissions?.allowEnv ?? []);
-  for (const name of Object.keys(input.env)) {
+  for (const [name, value] of Object.entries(input.env)) {
+    const field = `env[${JSON.stringify(name)}]`;
     if (!allowed.has(name)) {
-      throw invalidArgument(
-        `env[${JSON.stringify(name)}]`,
-        "is not in the environment's permissions.allow_env",
-      );
+      throw invalidArgument(field, "is not in the environment's permissions.allow_env");
+    }
+    if (value.includes('\u0000')) {
+      throw invalidArgument(field, 'must not contain U+0000: an environment variable cannot');
     }
   }
 }
