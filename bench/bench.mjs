@@ -1,9 +1,10 @@
 // npm run bench: the figures of issue 5, measured in one run against the naive baseline
 // (`docker run --rm -i --runtime=runsc` of the same image and handler, event on stdin).
 // Starts its own standalone process (pool on, then pool off for cold runs) on a free port, or
-// measures TEE_BENCH_URL (then without the cold figures, which need the pool off).
+// measures TEE_BENCH_URL (then without the cold figures, which need the pool off; it needs
+// TEE_BENCH_API_KEY, a tenant's key, and TEE_SERVICE_KEY for the pool status).
 // Prints a table and writes bench/results/latest.json.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,6 +14,8 @@ import { environmentVolumeName, SANDBOX_ID } from '@assist-tee/sandbox';
 
 const root = new URL('..', import.meta.url).pathname;
 const WARM_CALLS = Number(process.env.TEE_BENCH_WARM_CALLS ?? 200);
+const SERVICE_KEY =
+  process.env.TEE_SERVICE_KEY ?? `tee_service_bench_${randomBytes(12).toString('hex')}`;
 const TIGHT_LOOP_CALLS = 100;
 /** Long enough for a used sandbox's removal (runsc teardown) to finish. */
 const SETTLE_MS = 500;
@@ -50,6 +53,7 @@ async function startStack(env) {
       TEE_PORT: String(port),
       TEE_EGRESS_PROXY_PORT: '0',
       TEE_INSTANCE_ID: `bench-${randomBytes(3).toString('hex')}`,
+      TEE_SERVICE_KEY: SERVICE_KEY,
       TEE_LOG_LEVEL: 'warn',
       ...env,
     },
@@ -79,10 +83,10 @@ async function startStack(env) {
 }
 
 /** One Connect JSON call over HTTP, the way any client in any language makes it. */
-async function call(url, method, body) {
+async function call(url, method, body, key = apiKey) {
   const response = await fetch(`${url}/assist_tee.v1.${method}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
     body: JSON.stringify(body),
   });
   const json = await response.json();
@@ -118,7 +122,8 @@ async function execute(url, environmentId, i = 0) {
  */
 async function waitForSettledPool(url, environmentId) {
   for (;;) {
-    const { environments = [] } = await call(url, 'ExecutionService/GetPoolStatus', {});
+    const status = await call(url, 'ExecutionService/GetPoolStatus', {}, SERVICE_KEY);
+    const { environments = [] } = status;
     const pool = environments.find((entry) => entry.environmentId === environmentId);
     if ((pool?.ready ?? 0) > 0 && (pool?.starting ?? 0) === 0) break;
     await sleep(20);
@@ -232,6 +237,12 @@ const results = {
   at: new Date().toISOString(),
 };
 const external = process.env.TEE_BENCH_URL;
+// A tenant's key, made the way an operator makes one (in the database the stack uses).
+const apiKey =
+  process.env.TEE_BENCH_API_KEY ??
+  execFileSync(process.execPath, [`${root}services/standalone/dist/keys.js`, 'create', 'bench'], {
+    encoding: 'utf8',
+  }).trim();
 let stack = external ? { url: external, stop: async () => {} } : await startStack({});
 const environmentId = await createEnvironment(stack.url);
 await naiveRun(environmentId); // the image is in the page cache, as it is for the service

@@ -15,6 +15,8 @@ export interface AssistTeeClientOptions {
   protocol?: 'connect' | 'grpc' | 'grpc-web';
   /** Use the JSON encoding of the Connect protocol instead of binary protobuf. */
   useJson?: boolean;
+  /** Sent as `Authorization: Bearer <key>` with every call. */
+  apiKey?: string;
   interceptors?: Interceptor[];
 }
 
@@ -34,10 +36,20 @@ export function createAssistTeeClient(options: AssistTeeClientOptions): AssistTe
   };
 }
 
+function bearer(apiKey: string): Interceptor {
+  return (next) => (request) => {
+    request.header.set('authorization', `Bearer ${apiKey}`);
+    return next(request);
+  };
+}
+
 function createTransport(options: AssistTeeClientOptions): Transport {
   const common = {
     baseUrl: options.baseUrl,
-    interceptors: options.interceptors ?? [],
+    interceptors: [
+      ...(options.apiKey === undefined ? [] : [bearer(options.apiKey)]),
+      ...(options.interceptors ?? []),
+    ],
     useBinaryFormat: !(options.useJson ?? false),
   };
   switch (options.protocol ?? 'connect') {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 
 /** Limits of one execution; `timeoutMs` etc. as in the proto's Limits message. */
 export interface ExecutionLimits {
@@ -73,6 +73,25 @@ export interface Config {
     maxTtlSeconds: number;
   };
   /** The execution service's warm sandboxes (services/execution/src/warm-pool.ts). */
+  auth: {
+    /**
+     * The key the services call each other with; it sees every tenant, and operators use it for
+     * the operator calls (pool status, sweeps). Random per process unless TEE_SERVICE_KEY is set,
+     * which services running apart must share.
+     */
+    serviceKey: string;
+    serviceKeySet: boolean;
+    /** Development only: a call without a key acts as the tenant "dev". */
+    allowAnonymous: boolean;
+  };
+  quotas: {
+    /** Environments of one tenant that are not deleted. */
+    environments: number;
+    /** Executions of one tenant running at once, per execution service instance. */
+    concurrentExecutions: number;
+    /** Setups (CreateEnvironment) of one tenant running at once, per environments instance. */
+    concurrentSetups: number;
+  };
   pool: {
     /** Most warm sandboxes per environment; 0 turns the pool off (every execution is cold). */
     maxPerEnvironment: number;
@@ -209,6 +228,16 @@ export function loadConfig(env: Env = process.env): Config {
     environments: {
       defaultTtlSeconds: int('TEE_DEFAULT_TTL_SECONDS', 24 * 60 * 60, 1),
       maxTtlSeconds: int('TEE_MAX_TTL_SECONDS', 7 * 24 * 60 * 60, 1),
+    },
+    auth: {
+      serviceKey: str('TEE_SERVICE_KEY', `tee_service_${randomBytes(24).toString('base64url')}`),
+      serviceKeySet: (env.TEE_SERVICE_KEY ?? '') !== '',
+      allowAnonymous: bool('TEE_ALLOW_NO_AUTH'),
+    },
+    quotas: {
+      environments: int('TEE_QUOTA_ENVIRONMENTS', 100, 1),
+      concurrentExecutions: int('TEE_QUOTA_CONCURRENT_EXECUTIONS', 20, 1),
+      concurrentSetups: int('TEE_QUOTA_CONCURRENT_SETUPS', 4, 1),
     },
     pool: {
       maxPerEnvironment: int('TEE_POOL_MAX_PER_ENVIRONMENT', 4, 0),

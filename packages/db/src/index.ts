@@ -1,3 +1,4 @@
+export * from './auth/index.js';
 export * from './database.js';
 export type { JsonValue } from './json-value.js';
 export * from './environments/index.js';

@@ -1,3 +1,4 @@
+import { ApiKeyEntity, authMigrations } from './auth/index.js';
 import type { DatabaseOptions } from './database.js';
 import {
   EnvironmentEntity,
@@ -22,6 +23,13 @@ export const executionSchema: ServiceSchema = {
   schema: 'execution',
   entities: [ExecutionEntity, ExecutionOutboxEntity],
   migrations: executionMigrations,
+};
+
+/** API keys, read by every process that serves the API. */
+export const authSchema: ServiceSchema = {
+  schema: 'auth',
+  entities: [ApiKeyEntity],
+  migrations: authMigrations,
 };
 
 export const reaperSchema: ServiceSchema = {

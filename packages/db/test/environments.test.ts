@@ -23,6 +23,7 @@ describe('EnvironmentEntity', () => {
 
   const newRow = (overrides: Partial<EnvironmentRow> = {}) => ({
     id: randomUUID(),
+    tenantId: 'acme',
     status: 'PENDING' as const,
     runtime: 'DENO' as const,
     mainModule: 'main.ts',

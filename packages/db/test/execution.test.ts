@@ -19,6 +19,7 @@ describe('ExecutionEntity', () => {
   const newRow = (result: JsonValue) => ({
     id: randomUUID(),
     environmentId: randomUUID(),
+    tenantId: 'acme',
     status: 'SUCCEEDED' as const,
     result,
     error: null,

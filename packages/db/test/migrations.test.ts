@@ -1,7 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentEntity, environmentsMigrations, openDatabase } from '../src/index.js';
-import { openEnvironments, openExecution, openReaper, testLogger } from './support.js';
+import { openAuth, openEnvironments, openExecution, openReaper, testLogger } from './support.js';
 
 describe('openDatabase', () => {
   let database: TestDatabase;
@@ -27,12 +27,14 @@ describe('openDatabase', () => {
         '0001-create-environments',
         '0002-create-outbox',
         '0003-create-processed-event',
+        '0004-tenant',
       ]);
       expect(await applied('execution')).toEqual([
         '0001-create-executions',
         '0002-process-limit-status',
         '0003-create-outbox',
         '0004-result-error-json',
+        '0005-tenant',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.
@@ -43,6 +45,7 @@ describe('openDatabase', () => {
         '0001-create-environments',
         '0002-create-outbox',
         '0003-create-processed-event',
+        '0004-tenant',
       ]);
     } finally {
       await environments.close();
@@ -65,6 +68,7 @@ describe('openDatabase', () => {
       ['environments', openEnvironments],
       ['execution', openExecution],
       ['reaper', openReaper],
+      ['auth', openAuth],
     ] as const) {
       const db = await open(database.url);
       try {

@@ -1,5 +1,6 @@
 import { createLogger, type Logger } from '@assist-tee/logger';
 import {
+  authSchema,
   type Database,
   environmentsSchema,
   executionSchema,
@@ -14,6 +15,13 @@ export const openEnvironments = (url: string): Promise<Database> =>
   openDatabase({
     url,
     ...environmentsSchema,
+    logger: testLogger(),
+  });
+
+export const openAuth = (url: string): Promise<Database> =>
+  openDatabase({
+    url,
+    ...authSchema,
     logger: testLogger(),
   });
 

@@ -1,3 +1,6 @@
+export * from './api-keys.js';
+export * from './auth.js';
+export * from './concurrency-quota.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './in-flight.js';

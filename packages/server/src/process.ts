@@ -1,9 +1,11 @@
-import type { ConnectRouter } from '@connectrpc/connect';
+import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { loadConfig, type Config } from '@assist-tee/config';
 import { connectEventBus, type EventBus } from '@assist-tee/events';
 import { createLogger, type Logger } from '@assist-tee/logger';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
+import { type ApiKeys, openApiKeys } from './api-keys.js';
+import { authInterceptor } from './auth.js';
 import { errorInterceptor } from './errors.js';
 import { serveHealth, type HealthCheck } from './health.js';
 import { startHttpServer } from './http-server.js';
@@ -14,6 +16,9 @@ export interface Infrastructure {
   logger: Logger;
   bus: EventBus;
   sandbox: SandboxDriver;
+  apiKeys: ApiKeys;
+  /** Checks every call's API key; services running in one process call each other through it. */
+  authInterceptor: Interceptor;
 }
 
 /** One Connect service and its background work, as a process runs it. */
@@ -53,6 +58,10 @@ export interface StartProcessOptions {
   createServices(infrastructure: Infrastructure): Promise<Service[]>;
 }
 
+/** Logged at start, with every execution, and shown by /healthz while TEE_ALLOW_NO_AUTH is set. */
+export const NO_AUTH_WARNING =
+  'INSECURE: calls without an API key are accepted, as the tenant "dev"; TEE_ALLOW_NO_AUTH is for development only';
+
 // After the work is drained: time for the last responses to reach their clients.
 const RESPONSE_FLUSH_MS = 5_000;
 
@@ -85,7 +94,21 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       networkRuntime: config.docker.sandboxNetworkRuntime,
       deployment: config.deployment,
     });
-    const infrastructure: Infrastructure = { config, logger, bus, sandbox };
+    const apiKeys = await openApiKeys({
+      databaseUrl: config.databaseUrl,
+      serviceKey: config.auth.serviceKey,
+      logger: logger.child({ subsystem: 'auth' }),
+    });
+    cleanups.push(() => apiKeys.close());
+    const auth = authInterceptor(apiKeys, config.auth.allowAnonymous);
+    const infrastructure: Infrastructure = {
+      config,
+      logger,
+      bus,
+      sandbox,
+      apiKeys,
+      authInterceptor: auth,
+    };
 
     const services = await options.createServices(infrastructure);
     for (const service of services) {
@@ -98,10 +121,16 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       { name: 'docker', check: () => sandbox.ping() },
       ...services.flatMap((service) => service.healthChecks),
     ];
-    const warnings = [...new Set(services.flatMap((service) => service.warnings ?? []))];
+    if (config.auth.allowAnonymous) logger.warn(NO_AUTH_WARNING);
+    const warnings = [
+      ...new Set([
+        ...services.flatMap((service) => service.warnings ?? []),
+        ...(config.auth.allowAnonymous ? [NO_AUTH_WARNING] : []),
+      ]),
+    ];
     const handler = connectNodeAdapter({
       routes: (router) => services.forEach((service) => service.routes(router)),
-      interceptors: [errorInterceptor(logger)],
+      interceptors: [errorInterceptor(logger), auth],
       fallback: (request, response) => {
         if (request.method === 'GET' && request.url === '/healthz') {
           void serveHealth(healthChecks, response, warnings);

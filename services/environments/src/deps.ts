@@ -5,7 +5,7 @@ import type { Logger } from '@assist-tee/logger';
 import type { Outbox } from '@assist-tee/outbox';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { InFlight } from '@assist-tee/server';
+import type { ConcurrencyQuota, InFlight } from '@assist-tee/server';
 
 /** What the EnvironmentService's handlers work with. */
 export interface EnvironmentsDeps {
@@ -20,6 +20,8 @@ export interface EnvironmentsDeps {
   runtimes: SandboxRuntimes;
   /** The setups running now. */
   work: InFlight;
+  /** Setups each tenant may run at once (TEE_QUOTA_CONCURRENT_SETUPS). */
+  setupQuota: ConcurrencyQuota;
   /** Set when user code runs outside gVisor (TEE_ALLOW_INSECURE_RUNTIME): logged with each run. */
   insecureRuntime: string | undefined;
 }

@@ -8,6 +8,7 @@ export function toEnvironmentMessage(row: EnvironmentRow): Environment {
     date ? timestampFromDate(date) : undefined;
   return create(EnvironmentSchema, {
     id: row.id,
+    tenantId: row.tenantId,
     status: EnvironmentStatus[row.status],
     runtime: Runtime[row.runtime],
     mainModule: row.mainModule,

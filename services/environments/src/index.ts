@@ -8,6 +8,7 @@ import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import {
   abortReason,
+  ConcurrencyQuota,
   InFlight,
   type Infrastructure,
   isUnreachable,
@@ -63,6 +64,11 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     runtimes,
     outbox,
     work,
+    setupQuota: new ConcurrencyQuota(
+      config.quotas.concurrentSetups,
+      'setups',
+      'TEE_QUOTA_CONCURRENT_SETUPS',
+    ),
     insecureRuntime,
   };
   let consumer: Consumption | undefined;

@@ -43,6 +43,7 @@ describe('recordExecutionFinished', () => {
     });
     const em = db.em();
     em.create(EnvironmentEntity, {
+      tenantId: 'acme',
       id: environmentId,
       status: 'READY',
       runtime: 'DENO',

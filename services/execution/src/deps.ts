@@ -7,7 +7,7 @@ import type { Outbox } from '@assist-tee/outbox';
 import type { EnvironmentService } from '@assist-tee/proto';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { InFlight } from '@assist-tee/server';
+import type { ConcurrencyQuota, InFlight } from '@assist-tee/server';
 import type { Egress } from './egress.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -28,8 +28,10 @@ export interface ExecutionDeps {
   pool: WarmPool;
   /** The executions running now, keyed by environment id. */
   work: InFlight;
-  /** Set when user code runs outside gVisor (TEE_ALLOW_INSECURE_RUNTIME): logged with each run. */
-  insecureRuntime: string | undefined;
+  /** Executions each tenant may run at once (TEE_QUOTA_CONCURRENT_EXECUTIONS). */
+  executionQuota: ConcurrencyQuota;
+  /** Insecure development settings in force (no gVisor, no API keys): logged with each run. */
+  warnings: readonly string[];
   /** The EnvironmentService: the execution service never reads the environments table. */
   environments: Client<typeof EnvironmentService>;
 }

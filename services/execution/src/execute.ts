@@ -40,23 +40,34 @@ export type ExecuteInput = Pick<ExecuteRequest, 'environmentId' | 'data' | 'env'
  * execution.finished. It is work in flight: a stopping service refuses it, and waits for it or
  * cuts it short.
  */
-export function execute(
+export async function execute(
   deps: ExecutionDeps,
+  caller: string | undefined,
   input: ExecuteInput,
   onLog?: (line: LogLine) => void,
 ): Promise<Execution> {
-  return deps.work.run((signal) => executeNow(deps, input, signal, onLog), input.environmentId);
+  // The services' key (caller undefined) is not a tenant and has no quota.
+  const release = caller === undefined ? () => {} : deps.executionQuota.acquire(caller);
+  try {
+    return await deps.work.run(
+      (signal) => executeNow(deps, caller, input, signal, onLog),
+      input.environmentId,
+    );
+  } finally {
+    release();
+  }
 }
 
 async function executeNow(
   deps: ExecutionDeps,
+  caller: string | undefined,
   input: ExecuteInput,
   signal: AbortSignal,
   onLog?: (line: LogLine) => void,
 ): Promise<Execution> {
   const startedAt = Date.now();
-  if (deps.insecureRuntime !== undefined) {
-    deps.logger.warn({ environmentId: input.environmentId }, deps.insecureRuntime);
+  for (const warning of deps.warnings) {
+    deps.logger.warn({ environmentId: input.environmentId }, warning);
   }
   const limits = resolveLimits(input.limits, deps.config.execution);
   const data = eventData(input.data);
@@ -79,7 +90,7 @@ async function executeNow(
   const known = fitsPool ? deps.pool.environment(input.environmentId) : undefined;
   const environment = known ?? (await lookup);
   try {
-    checkRequest(deps, environment, input);
+    checkRequest(deps, caller, environment, input);
   } catch (error) {
     await lookup; // a deleted environment is NotFound, whatever the request
     throw error;
@@ -94,6 +105,7 @@ async function executeNow(
   const row = em.create(ExecutionEntity, {
     id: randomUUID(),
     environmentId: environment.id,
+    tenantId: environment.tenantId,
     status: 'RUNNING',
     result: null,
     error: null,
@@ -111,6 +123,7 @@ async function executeNow(
     ...eventHeader(),
     executionId: row.id,
     environmentId: environment.id,
+    tenantId: environment.tenantId,
   });
   // A run that lasts gets its RUNNING row (and execution.started) while it runs, so that a
   // crash can be recovered; a short one is written once, with its outcome, in one transaction.
@@ -253,7 +266,16 @@ async function deletedUnderIt(
  * The runtime exists here, and every env var is allowed and can be set: checked before anything
  * is recorded.
  */
-function checkRequest(deps: ExecutionDeps, environment: Environment, input: ExecuteInput): void {
+function checkRequest(
+  deps: ExecutionDeps,
+  caller: string | undefined,
+  environment: Environment,
+  input: ExecuteInput,
+): void {
+  // Another tenant's environment is one that does not exist.
+  if (caller !== undefined && environment.tenantId !== caller) {
+    throw notFound('environment', input.environmentId);
+  }
   runtimeOf(deps, environment);
   const allowed = new Set(environment.permissions?.allowEnv ?? []);
   for (const [name, value] of Object.entries(input.env)) {

@@ -37,6 +37,7 @@ export function toExecutionMessage(
   return create(ExecutionSchema, {
     id: row.id,
     environmentId: row.environmentId,
+    tenantId: row.tenantId,
     status: ExecutionStatus[row.status],
     // A handler may return null: that is a result too, so presence follows the status.
     result:

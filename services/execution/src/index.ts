@@ -1,5 +1,4 @@
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { ExecutionOutboxEntity, executionSchema, openDatabase } from '@assist-tee/db';
 import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
@@ -9,7 +8,10 @@ import { denoRuntime } from '@assist-tee/runtime-deno';
 import type { Consumption } from '@assist-tee/events';
 import {
   abortReason,
+  ConcurrencyQuota,
   InFlight,
+  NO_AUTH_WARNING,
+  serviceTransport,
   type Infrastructure,
   requireSandboxRuntime,
   type Service,
@@ -76,10 +78,7 @@ export async function createExecutionService(
   });
   const environments =
     options.environments ??
-    createClient(
-      EnvironmentService,
-      createConnectTransport({ baseUrl: config.environmentsUrl, httpVersion: '1.1' }),
-    );
+    createClient(EnvironmentService, serviceTransport(config, config.environmentsUrl));
   const launchDeps = { config, logger, sandbox, runtimes, egress };
   const pool = new WarmPool({
     settings: config.pool,
@@ -97,7 +96,15 @@ export async function createExecutionService(
     pool,
     work: new InFlight('execution'),
     environments,
-    insecureRuntime,
+    executionQuota: new ConcurrencyQuota(
+      config.quotas.concurrentExecutions,
+      'executions',
+      'TEE_QUOTA_CONCURRENT_EXECUTIONS',
+    ),
+    warnings: [
+      ...(insecureRuntime === undefined ? [] : [insecureRuntime]),
+      ...(config.auth.allowAnonymous ? [NO_AUTH_WARNING] : []),
+    ],
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
     execute: execute(deps),

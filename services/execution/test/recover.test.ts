@@ -63,6 +63,7 @@ describe('finishAbandonedExecutions', () => {
     const em = db.em();
     em.create(ExecutionEntity, {
       id,
+      tenantId: 'acme',
       environmentId: '00000000-0000-4000-8000-0000000000ee',
       status: 'RUNNING',
       result: null,

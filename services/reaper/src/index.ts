@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { openDatabase, reaperSchema, SweepEntity } from '@assist-tee/db';
 import { type Consumption, type EventType, eventTypes } from '@assist-tee/events';
 import {
@@ -14,7 +13,14 @@ import {
   SweepReportSchema,
   SweepResponseSchema,
 } from '@assist-tee/proto';
-import { abortReason, InFlight, type Infrastructure, type Service } from '@assist-tee/server';
+import {
+  abortReason,
+  InFlight,
+  type Infrastructure,
+  requireServiceKey,
+  type Service,
+  serviceTransport,
+} from '@assist-tee/server';
 import { sweep } from './sweep.js';
 
 export interface ReaperServiceOptions {
@@ -39,11 +45,11 @@ export async function createReaperService(
   const consumed = new Map<string, bigint>();
   let consumer: Consumption | undefined;
   let interval: NodeJS.Timeout | undefined;
-  const http = (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: '1.1' });
+  const apart = (baseUrl: string) => serviceTransport(config, baseUrl);
   const deps = {
     environments:
-      options.environments ?? createClient(EnvironmentService, http(config.environmentsUrl)),
-    executions: options.executions ?? createClient(ExecutionService, http(config.executionUrl)),
+      options.environments ?? createClient(EnvironmentService, apart(config.environmentsUrl)),
+    executions: options.executions ?? createClient(ExecutionService, apart(config.executionUrl)),
     sandbox,
     logger,
     orphanGraceMs: config.reaper.orphanGraceMs,
@@ -101,7 +107,8 @@ export async function createReaperService(
     });
 
   const implementation: ServiceImpl<typeof ReaperService> = {
-    getStatus: async () => {
+    getStatus: async (_, context) => {
+      requireServiceKey(context);
       const [last] = await db
         .em()
         .find(SweepEntity, {}, { orderBy: { startedAt: 'desc' }, limit: 1 });
@@ -112,7 +119,8 @@ export async function createReaperService(
         eventsConsumed: Object.fromEntries(consumed),
       });
     },
-    sweep: async () => {
+    sweep: async (_, context) => {
+      requireServiceKey(context);
       // Waits for a sweep another replica is running, then runs its own.
       const row = await sweepOnce(true);
       return create(SweepResponseSchema, { report: row === undefined ? undefined : toReport(row) });

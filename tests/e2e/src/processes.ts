@@ -2,8 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type AssistTeeClient, createAssistTeeClient } from '@assist-tee/client';
 import { createLogger } from '@assist-tee/logger';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
+import { openApiKeys } from '@assist-tee/server';
 import {
   createTestDatabase,
   deleteTestStream,
@@ -94,6 +96,11 @@ export async function stopService(
  */
 export interface ProcessTestBed {
   instanceId: string;
+  /** A key of the tenant "test", and the services' key they share (TEE_SERVICE_KEY). */
+  apiKey: string;
+  serviceKey: string;
+  /** A client of the tenant "test" on a service of the bed; `operator` uses the services' key. */
+  client(url: string, operator?: boolean): AssistTeeClient;
   subjectPrefix: string;
   natsUrl: string;
   databaseUrl: string;
@@ -124,8 +131,17 @@ export async function startProcessTestBed(
     runtime: 'runsc',
     networkRuntime: 'runsc-net',
   });
+  const serviceKey = `tee_service_test_${uniqueSuffix()}`;
+  const apiKeys = await openApiKeys({
+    databaseUrl,
+    serviceKey,
+    logger: createLogger({ level: 'silent' }),
+  });
+  const { key: apiKey } = await apiKeys.create('test', 'the process test bed');
+  await apiKeys.close();
   const env = {
     TEE_DATABASE_URL: databaseUrl,
+    TEE_SERVICE_KEY: serviceKey,
     TEE_NATS_URL: natsUrl,
     TEE_SUBJECT_PREFIX: subjectPrefix,
     TEE_INSTANCE_ID: instanceId,
@@ -136,6 +152,10 @@ export async function startProcessTestBed(
   const started: ServiceProcess[] = [];
   return {
     instanceId,
+    apiKey,
+    serviceKey,
+    client: (url, operator = false) =>
+      createAssistTeeClient({ baseUrl: url, apiKey: operator ? serviceKey : apiKey }),
     subjectPrefix,
     natsUrl,
     databaseUrl,

@@ -17,6 +17,8 @@ export interface TestStack {
   url: string;
   config: Config;
   process: RunningProcess;
+  /** A key of the tenant "test", which the stack's client uses. */
+  apiKey: string;
   /** Docker filters matching everything this stack created. */
   labels: string[];
   stop(): Promise<void>;
@@ -52,12 +54,14 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
     await database.drop();
     throw error;
   }
-  const { bus, sandbox } = running.infrastructure;
+  const { bus, sandbox, apiKeys } = running.infrastructure;
   const streamName = bus.streamName;
+  const { key: apiKey } = await apiKeys.create('test', 'the test stack');
   return {
     url: running.url,
     config,
     process: running,
+    apiKey,
     labels: labelFilter({ instanceId: config.instanceId }),
     async stop() {
       await running.stop();
@@ -70,7 +74,12 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
 
 export interface StackWithClient {
   readonly stack: TestStack;
+  /** A client of the tenant "test". */
   readonly client: AssistTeeClient;
+  /** A client with the services' key, for the operator calls (pool status, sweeps). */
+  readonly operator: AssistTeeClient;
+  /** A client with a new key of another tenant. */
+  clientOf(tenantId: string): Promise<AssistTeeClient>;
 }
 
 /**
@@ -81,7 +90,18 @@ export function useTestStack(env: Record<string, string> = {}): StackWithClient 
   let current: StackWithClient | undefined;
   beforeAll(async () => {
     const stack = await startTestStack(env);
-    current = { stack, client: createAssistTeeClient({ baseUrl: stack.url }) };
+    current = {
+      stack,
+      client: createAssistTeeClient({ baseUrl: stack.url, apiKey: stack.apiKey }),
+      operator: createAssistTeeClient({
+        baseUrl: stack.url,
+        apiKey: stack.config.auth.serviceKey,
+      }),
+      async clientOf(tenantId) {
+        const { key } = await stack.process.infrastructure.apiKeys.create(tenantId, 'a test');
+        return createAssistTeeClient({ baseUrl: stack.url, apiKey: key });
+      },
+    };
   });
   afterAll(async () => {
     await current?.stack.stop();
@@ -97,5 +117,9 @@ export function useTestStack(env: Record<string, string> = {}): StackWithClient 
     get client() {
       return started().client;
     },
+    get operator() {
+      return started().operator;
+    },
+    clientOf: (tenantId) => started().clientOf(tenantId),
   };
 }

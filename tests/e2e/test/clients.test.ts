@@ -25,7 +25,12 @@ describe.each([
   });
 
   it('sets up, executes, streams, lists and deletes', async () => {
-    const client = createAssistTeeClient({ baseUrl: stack.url, protocol, useJson });
+    const client = createAssistTeeClient({
+      baseUrl: stack.url,
+      protocol,
+      useJson,
+      apiKey: stack.apiKey,
+    });
     const { environment } = await client.environments.createEnvironment({
       ...sumExample,
       runtime: Runtime.DENO,
@@ -63,7 +68,13 @@ describe.each([
     expect(executions).toHaveLength(2);
     const { environment: got } = await client.environments.getEnvironment({ id: environmentId });
     expect(got?.id).toBe(environmentId);
-    const status = await client.reaper.getStatus({});
+    const operator = createAssistTeeClient({
+      baseUrl: stack.url,
+      protocol,
+      useJson,
+      apiKey: stack.config.auth.serviceKey,
+    });
+    const status = await operator.reaper.getStatus({});
     expect(status.instanceId).toBe(stack.config.instanceId);
 
     const { environment: deleted } = await client.environments.deleteEnvironment({

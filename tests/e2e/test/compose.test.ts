@@ -25,9 +25,8 @@ describe('docker-compose.yml', async () => {
   const { stdout } = await promisify(execFile)(
     'docker-compose',
     ['-f', 'docker-compose.yml', 'config'],
-    {
-      cwd: root,
-    },
+    // The key the services share comes from the shell (compose refuses to start without it).
+    { cwd: root, env: { ...process.env, TEE_SERVICE_KEY: 'compose-test-key' } },
   );
   const compose = parse(stdout) as { services: Record<string, ComposeService> };
   const services = compose.services;
@@ -51,6 +50,7 @@ describe('docker-compose.yml', async () => {
       const service = services[name]!;
       expect(() => loadConfig(service.environment ?? {})).not.toThrow();
       expect(service.environment?.TEE_SANDBOX_RUNTIME).toBe('runsc');
+      expect(service.environment?.TEE_SERVICE_KEY).toBe('compose-test-key');
       const mounts = (service.volumes ?? []).map((v) =>
         typeof v === 'string' ? v : `${v.source}:${v.target}`,
       );

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { collectEvents, expectNothingLabelled, waitForRunning } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -42,7 +42,7 @@ describe('the execution service killed mid-execution', () => {
     try {
       const executionEnv = { TEE_ENVIRONMENTS_URL: environments.url };
       let execution = await bed.start('execution', executionEnv);
-      const client = (url: string) => createAssistTeeClient({ baseUrl: url });
+      const client = (url: string) => bed.client(url);
       const { environment } = await client(environments.url).environments.createEnvironment({
         ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 120_000));'),
         runtime: Runtime.DENO,
@@ -89,7 +89,7 @@ describe('the execution service killed mid-execution', () => {
     const { sandbox, instanceId } = bed;
     const poolOn = { TEE_ENVIRONMENTS_URL: environments.url, TEE_POOL_MAX_PER_ENVIRONMENT: '4' };
     const execution = await bed.start('execution', poolOn);
-    const client = (url: string) => createAssistTeeClient({ baseUrl: url });
+    const client = (url: string) => bed.client(url);
     const { environment } = await client(environments.url).environments.createEnvironment({
       ...handlerModules('await new Promise((resolve) => setTimeout(resolve, 120_000));'),
       runtime: Runtime.DENO,

@@ -1,7 +1,7 @@
 import { fromJson, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { connectEventBus, type EventBus, type EventType, eventTypes } from '@assist-tee/events';
 import { createLogger } from '@assist-tee/logger';
 import {
@@ -35,8 +35,8 @@ describe('NATS and Postgres going away under a running system', () => {
   const observed = new Map<string, { type: EventType; sequences: Set<number> }>();
 
   const client = () => ({
-    environments: createAssistTeeClient({ baseUrl: environments.url }).environments,
-    executions: createAssistTeeClient({ baseUrl: execution.url }).executions,
+    environments: bed.client(environments.url).environments,
+    executions: bed.client(execution.url).executions,
   });
   const code = (error: unknown) => (error instanceof ConnectError ? error.code : error);
   const health = async (service: ServiceProcess) => (await fetch(`${service.url}/healthz`)).status;

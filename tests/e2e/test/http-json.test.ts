@@ -20,7 +20,7 @@ describe('setup → execute → list → delete with Connect JSON over plain HTT
   const call = async (method: string, body: unknown): Promise<{ status: number; body: any }> => {
     const response = await fetch(`${stack.url}/assist_tee.v1.${method}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.apiKey}` },
       body: JSON.stringify(body),
     });
     return { status: response.status, body: await response.json() };

@@ -25,8 +25,11 @@ describe("the README's curl session", () => {
       );
     expect(block, 'README has a readme-session block').not.toBeNull();
     const script = block![1]!.replaceAll('http://localhost:8080', stack.url);
+    // From the repository's root, so that `npm run keys` makes the key in this stack's database.
     const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], {
       timeout: 60_000,
+      cwd: new URL('../../..', import.meta.url).pathname,
+      env: { ...process.env, TEE_DATABASE_URL: stack.config.databaseUrl },
     });
     expect(stdout).toMatch(/^environment [0-9a-f-]{36}$/m);
     expect(stdout).toContain('"status": "EXECUTION_STATUS_SUCCEEDED"');

@@ -1,4 +1,4 @@
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,10 +49,10 @@ describe('user code runs in gVisor or not at all', () => {
       expect(health.warnings).toEqual([expect.stringMatching(INSECURE)]);
     }
 
-    const { environment } = await createAssistTeeClient({
-      baseUrl: environments.url,
-    }).environments.createEnvironment({ ...sumExample, runtime: Runtime.DENO });
-    const executions = createAssistTeeClient({ baseUrl: execution.url }).executions;
+    const { environment } = await bed
+      .client(environments.url)
+      .environments.createEnvironment({ ...sumExample, runtime: Runtime.DENO });
+    const executions = bed.client(execution.url).executions;
     for (const b of [1, 2]) {
       const { execution: run } = await executions.execute({
         environmentId: environment!.id,

@@ -1,4 +1,4 @@
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,11 +32,9 @@ describe('each service as its own process', () => {
   });
 
   it('sets up on one process, executes on another, and the reaper sees the events', async () => {
-    const environments = createAssistTeeClient({
-      baseUrl: services.environments!.url,
-    }).environments;
-    const executions = createAssistTeeClient({ baseUrl: services.execution!.url }).executions;
-    const reaper = createAssistTeeClient({ baseUrl: services.reaper!.url }).reaper;
+    const environments = bed.client(services.environments!.url).environments;
+    const executions = bed.client(services.execution!.url).executions;
+    const reaper = bed.client(services.reaper!.url, true).reaper;
 
     const { environment } = await environments.createEnvironment({
       ...sumExample,

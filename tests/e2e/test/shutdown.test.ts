@@ -1,7 +1,7 @@
 import { fromJson, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { collectEvents, waitForRunning } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -38,14 +38,14 @@ describe('graceful shutdown on SIGTERM', () => {
         TEE_ENVIRONMENTS_URL: environments.url,
         TEE_SHUTDOWN_GRACE_MS: String(GRACE_MS),
       });
-      const environmentsClient = createAssistTeeClient({ baseUrl: environments.url });
+      const environmentsClient = bed.client(environments.url);
       const { environment } = await environmentsClient.environments.createEnvironment({
         ...handlerModules(
           'await new Promise((resolve) => setTimeout(resolve, event.data.ms)); return event.data.ms;',
         ),
         runtime: Runtime.DENO,
       });
-      const client = createAssistTeeClient({ baseUrl: execution.url });
+      const client = bed.client(execution.url);
       const run = (ms: number) =>
         client.executions.execute({
           environmentId: environment!.id,
@@ -90,7 +90,7 @@ describe('graceful shutdown on SIGTERM', () => {
   });
 
   it('cuts a dependency install short: the environment is FAILED and nothing is left', async () => {
-    const client = createAssistTeeClient({ baseUrl: environments.url });
+    const client = bed.client(environments.url);
     const creating = client.environments
       .createEnvironment({
         ...handlerModules('return 1;'),

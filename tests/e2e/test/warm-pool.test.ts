@@ -22,7 +22,7 @@ async function poolUntil(
 ) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await tee.client.executions.getPoolStatus({});
+    const status = await tee.operator.executions.getPoolStatus({});
     const entry = status.environments.find((pool) => pool.environmentId === environmentId);
     if (done(entry)) return entry;
     if (Date.now() > deadline) {
@@ -206,7 +206,7 @@ describe('the warm pool’s memory budget', () => {
     let running = true;
     const sampling = (async () => {
       while (running) {
-        const status = await tee.client.executions.getPoolStatus({});
+        const status = await tee.operator.executions.getPoolStatus({});
         expect(status.memoryBudgetMb).toBe(512);
         samples.push({
           reserved: status.reservedMemoryMb,

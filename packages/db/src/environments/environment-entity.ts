@@ -20,6 +20,7 @@ export const EnvironmentEntitySchema = defineEntity({
   tableName: 'environment',
   properties: {
     id: p.uuid().primary(),
+    tenantId: p.text(),
     status: p.enum(['PENDING', 'READY', 'FAILED', 'DELETED'] as const),
     runtime: p.enum(['DENO', 'BUN'] as const),
     mainModule: p.text(),
@@ -39,6 +40,11 @@ export const EnvironmentEntitySchema = defineEntity({
     deletedAt: p.datetime().strictNullable(),
   },
   indexes: [
+    {
+      // A tenant's environments newest first: listing, and counting the live ones (quota).
+      name: 'environment_tenant_id_created_at_id_idx',
+      columns: [{ name: 'tenant_id' }, { name: 'created_at', sort: 'desc' }, { name: 'id' }],
+    },
     {
       // Listing newest first with a (created_at, id) keyset cursor, optionally by status.
       name: 'environment_status_created_at_id_idx',

@@ -40,6 +40,7 @@ export const ExecutionEntitySchema = defineEntity({
     id: p.uuid().primary(),
     // No foreign key: environments live in another service's schema.
     environmentId: p.uuid(),
+    tenantId: p.text(),
     status: p.enum([
       'RUNNING',
       'SUCCEEDED',

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
+import { FlushMode } from '@mikro-orm/core';
 import { EnvironmentEntity, type RuntimeName } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
 import {
@@ -13,6 +14,7 @@ import {
 } from '@assist-tee/proto';
 import { findRuntime } from '@assist-tee/runtime-core';
 import { environmentVolumeName } from '@assist-tee/sandbox';
+import { requireTenant } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { InstallFailedError } from '../setup/install-dependencies.js';
@@ -25,12 +27,23 @@ import { validateCreateRequest } from '../validate-create.js';
  * trace the reaper can follow; a failure removes the volume and marks the row FAILED.
  */
 export function createEnvironment(deps: EnvironmentsDeps) {
-  return (request: CreateEnvironmentRequest): Promise<CreateEnvironmentResponse> =>
-    deps.work.run((signal) => setUp(deps, request, signal));
+  return async (
+    request: CreateEnvironmentRequest,
+    context: HandlerContext,
+  ): Promise<CreateEnvironmentResponse> => {
+    const tenantId = requireTenant(context);
+    const release = deps.setupQuota.acquire(tenantId);
+    try {
+      return await deps.work.run((signal) => setUp(deps, tenantId, request, signal));
+    } finally {
+      release();
+    }
+  };
 }
 
 async function setUp(
   deps: EnvironmentsDeps,
+  tenantId: string,
   request: CreateEnvironmentRequest,
   signal: AbortSignal,
 ): Promise<CreateEnvironmentResponse> {
@@ -47,6 +60,7 @@ async function setUp(
   const now = new Date();
   const row = em.create(EnvironmentEntity, {
     id: randomUUID(),
+    tenantId,
     status: 'PENDING',
     runtime: runtimeName,
     mainModule: valid.mainModule,
@@ -64,7 +78,23 @@ async function setUp(
     lastUsedAt: now,
     deletedAt: null,
   });
-  await em.flush();
+  await em.transactional(async (tx) => {
+    // One create at a time per tenant from here to the commit, so the count holds.
+    await tx.execute('select pg_advisory_xact_lock(hashtext(?))', [`environments:${tenantId}`]);
+    // Not counting the new row, which this transaction inserts when it commits.
+    const live = await tx.count(
+      EnvironmentEntity,
+      { tenantId, status: { $ne: 'DELETED' } },
+      { flushMode: FlushMode.COMMIT },
+    );
+    if (live >= deps.config.quotas.environments) {
+      tx.remove(row);
+      throw new ConnectError(
+        `tenant "${tenantId}" has ${live} environments, its quota (TEE_QUOTA_ENVIRONMENTS); delete one first`,
+        Code.ResourceExhausted,
+      );
+    }
+  });
 
   try {
     row.lockfile = (await setUpEnvironment(deps, row.id, valid, runtime, signal)).lockfile;

@@ -8,7 +8,8 @@ import {
   EnvironmentDeletedSchema,
 } from '@assist-tee/proto';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import { invalidArgument, notFound } from '@assist-tee/server';
+import type { HandlerContext } from '@connectrpc/connect';
+import { callerTenant, invalidArgument, notFound } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { findEnvironment } from './get-environment.js';
@@ -19,12 +20,15 @@ import { findEnvironment } from './get-environment.js';
  * then its volume. A volume still in use is retried briefly; the reaper removes whatever is left.
  */
 export function deleteEnvironment(deps: EnvironmentsDeps) {
-  return async (request: DeleteEnvironmentRequest): Promise<DeleteEnvironmentResponse> => {
+  return async (
+    request: DeleteEnvironmentRequest,
+    context: HandlerContext,
+  ): Promise<DeleteEnvironmentResponse> => {
     if (!(request.reason in DeletionReason)) {
       throw invalidArgument('reason', `unknown deletion reason ${Number(request.reason)}`);
     }
     const em = deps.db.em();
-    const row = await findEnvironment(em, request.id);
+    const row = await findEnvironment(em, request.id, callerTenant(context));
     if (row.status === 'DELETED') throw notFound('environment', request.id);
     const now = new Date();
     row.status = 'DELETED';
@@ -33,6 +37,7 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     const deleted = create(EnvironmentDeletedSchema, {
       ...eventHeader(),
       environmentId: row.id,
+      tenantId: row.tenantId,
       reason:
         request.reason === DeletionReason.UNSPECIFIED ? DeletionReason.REQUESTED : request.reason,
     });

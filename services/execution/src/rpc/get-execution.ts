@@ -5,14 +5,22 @@ import {
   type GetExecutionResponse,
   GetExecutionResponseSchema,
 } from '@assist-tee/proto';
-import { isUuid, notFound } from '@assist-tee/server';
+import type { HandlerContext } from '@connectrpc/connect';
+import { callerTenant, isUuid, notFound } from '@assist-tee/server';
 import type { ExecutionDeps } from '../deps.js';
 import { toExecutionMessage } from '../execution-message.js';
 
 export function getExecution(deps: ExecutionDeps) {
-  return async (request: GetExecutionRequest): Promise<GetExecutionResponse> => {
+  return async (
+    request: GetExecutionRequest,
+    context: HandlerContext,
+  ): Promise<GetExecutionResponse> => {
+    const tenantId = callerTenant(context);
     const row = isUuid(request.id)
-      ? await deps.db.em().findOne(ExecutionEntity, { id: request.id })
+      ? await deps.db.em().findOne(ExecutionEntity, {
+          id: request.id,
+          ...(tenantId === undefined ? {} : { tenantId }),
+        })
       : null;
     if (row === null) throw notFound('execution', request.id);
     return create(GetExecutionResponseSchema, { execution: toExecutionMessage(row) });

@@ -1,9 +1,12 @@
 import { create } from '@bufbuild/protobuf';
 import { type GetPoolStatusResponse, GetPoolStatusResponseSchema } from '@assist-tee/proto';
+import type { HandlerContext } from '@connectrpc/connect';
+import { requireServiceKey } from '@assist-tee/server';
 import type { ExecutionDeps } from '../deps.js';
 
 export function getPoolStatus(deps: Pick<ExecutionDeps, 'pool' | 'config'>) {
-  return (): GetPoolStatusResponse => {
+  return (_: unknown, context: HandlerContext): GetPoolStatusResponse => {
+    requireServiceKey(context);
     const environments = deps.pool.status();
     return create(GetPoolStatusResponseSchema, {
       environments,

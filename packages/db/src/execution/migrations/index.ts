@@ -3,6 +3,7 @@ import { CreateExecutions } from './0001-create-executions.js';
 import { ProcessLimitStatus } from './0002-process-limit-status.js';
 import { CreateExecutionOutbox } from './0003-create-outbox.js';
 import { ResultErrorJson } from './0004-result-error-json.js';
+import { ExecutionTenant } from './0005-tenant.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
@@ -10,4 +11,5 @@ export const executionMigrations: MigrationObject[] = [
   { name: '0002-process-limit-status', class: ProcessLimitStatus },
   { name: '0003-create-outbox', class: CreateExecutionOutbox },
   { name: '0004-result-error-json', class: ResultErrorJson },
+  { name: '0005-tenant', class: ExecutionTenant },
 ];

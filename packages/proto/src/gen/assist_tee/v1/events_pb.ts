@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/events.proto.
  */
 export const file_assist_tee_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IpcBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbiJ8ChBFeGVjdXRpb25TdGFydGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGV4ZWN1dGlvbl9pZBgDIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgEIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbmIGcHJvdG8z", [file_assist_tee_v1_common, file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_google_protobuf_timestamp]);
+  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IqoBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbhIRCgl0ZW5hbnRfaWQYBSABKAkijwEKEEV4ZWN1dGlvblN0YXJ0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMZXhlY3V0aW9uX2lkGAMgASgJEhYKDmVudmlyb25tZW50X2lkGAQgASgJEhEKCXRlbmFudF9pZBgFIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbmIGcHJvdG8z", [file_assist_tee_v1_common, file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.v1.EnvironmentCreated
@@ -97,6 +97,11 @@ export type EnvironmentDeleted = Message<"assist_tee.v1.EnvironmentDeleted"> & {
    * @generated from field: assist_tee.v1.DeletionReason reason = 4;
    */
   reason: DeletionReason;
+
+  /**
+   * @generated from field: string tenant_id = 5;
+   */
+  tenantId: string;
 };
 
 /**
@@ -129,6 +134,11 @@ export type ExecutionStarted = Message<"assist_tee.v1.ExecutionStarted"> & {
    * @generated from field: string environment_id = 4;
    */
   environmentId: string;
+
+  /**
+   * @generated from field: string tenant_id = 5;
+   */
+  tenantId: string;
 };
 
 /**

@@ -1,0 +1,97 @@
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+  type Transport,
+} from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import type { Config } from '@assist-tee/config';
+import type { ApiKeys, Principal } from './api-keys.js';
+
+/** The tenant of calls without a key when TEE_ALLOW_NO_AUTH is set (development only). */
+export const ANONYMOUS_TENANT = 'dev';
+
+const PRINCIPAL = createContextKey<Principal | undefined>(undefined, {
+  description: 'the caller, from its API key',
+});
+
+/**
+ * Every call needs `Authorization: Bearer <key>`: a tenant's key, or the services' shared key.
+ * Missing or unknown → Unauthenticated. With `allowAnonymous` a call without the header acts
+ * as the tenant "dev".
+ */
+export function authInterceptor(keys: ApiKeys, allowAnonymous: boolean): Interceptor {
+  return (next) => async (request) => {
+    const header = request.header.get('authorization');
+    let principal: Principal | undefined;
+    if (header === null && allowAnonymous) {
+      principal = { kind: 'tenant', tenantId: ANONYMOUS_TENANT };
+    } else if (header === null) {
+      throw new ConnectError(
+        'an API key is required: send "Authorization: Bearer <key>"',
+        Code.Unauthenticated,
+      );
+    } else {
+      const key = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+      principal = key === undefined ? undefined : await keys.verify(key);
+      if (principal === undefined) {
+        throw new ConnectError('the API key is not valid, or was revoked', Code.Unauthenticated);
+      }
+    }
+    request.contextValues.set(PRINCIPAL, principal);
+    return next(request);
+  };
+}
+
+/** Sends `key` with every call a client makes (the services' calls to each other). */
+export function bearer(key: string): Interceptor {
+  return (next) => (request) => {
+    request.header.set('authorization', `Bearer ${key}`);
+    return next(request);
+  };
+}
+
+function principalOf(context: HandlerContext): Principal {
+  const principal = context.values.get(PRINCIPAL);
+  // The interceptor runs before every handler; a route without it is a wiring bug.
+  if (principal === undefined) throw new ConnectError('no caller', Code.Internal);
+  return principal;
+}
+
+/** The calling tenant, or undefined for the services' key, which sees every tenant. */
+export function callerTenant(context: HandlerContext): string | undefined {
+  const principal = principalOf(context);
+  return principal.kind === 'tenant' ? principal.tenantId : undefined;
+}
+
+/** The calling tenant; the services' key owns nothing, so it is refused. */
+export function requireTenant(context: HandlerContext): string {
+  const tenantId = callerTenant(context);
+  if (tenantId === undefined) {
+    throw new ConnectError('this call needs a tenant’s API key', Code.PermissionDenied);
+  }
+  return tenantId;
+}
+
+/** Operator calls (pool status, sweeps) take the services' key only. */
+export function requireServiceKey(context: HandlerContext): void {
+  if (callerTenant(context) !== undefined) {
+    throw new ConnectError('this call is for operators (TEE_SERVICE_KEY)', Code.PermissionDenied);
+  }
+}
+
+/** A transport to another service running apart, calling it with the services' shared key. */
+export function serviceTransport(config: Config, baseUrl: string): Transport {
+  if (!config.auth.serviceKeySet) {
+    throw new Error(
+      `TEE_SERVICE_KEY must be set, the same on every service, when the services run apart (to call ${baseUrl})`,
+    );
+  }
+  return createConnectTransport({
+    baseUrl,
+    httpVersion: '1.1',
+    interceptors: [bearer(config.auth.serviceKey)],
+  });
+}
