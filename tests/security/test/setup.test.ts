@@ -1,6 +1,8 @@
 import { EnvironmentStatus, Runtime } from '@assist-tee/client';
 import { NAMED_RUNTIMES, sumExample, useTestStack } from '@assist-tee/e2e';
 import { listLabelled } from '@assist-tee/testing';
+import { toJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 
@@ -137,6 +139,45 @@ describe('setup-phase abuse', () => {
         environmentId: environment!.id,
       });
       expect(left).toEqual({ containers: [], volumes: [] });
+    });
+  });
+});
+
+// The caller's own package.json asks for lifecycle scripts around the install: none may run
+// (Bun installs with --ignore-scripts; Deno runs scripts only with --allow-scripts).
+describe('install scripts', () => {
+  const tee = useTestStack();
+
+  describe.each(NAMED_RUNTIMES)('on %s', (_, runtime) => {
+    it('never run: the setup succeeds and leaves no trace of them', async () => {
+      const { environment } = await tee.client.environments.createEnvironment({
+        runtime,
+        mainModule: 'main.ts',
+        modules: {
+          'main.ts': `import * as fs from 'node:fs';
+export function handler() { return fs.readdirSync('/code').filter((name) => name.startsWith('pwned')); }`,
+          'package.json': JSON.stringify({
+            name: 'agent-code',
+            scripts: {
+              preinstall: 'exit 1',
+              install: 'touch /code/pwned-install',
+              postinstall: 'touch /code/pwned-postinstall',
+            },
+            trustedDependencies: ['is-number'],
+          }),
+        },
+        dependencies: { npm: ['is-number@7.0.0'] },
+      });
+      try {
+        expect(environment!.error).toBe('');
+        expect(environment!.status).toBe(EnvironmentStatus.READY);
+        const { execution } = await tee.client.executions.execute({
+          environmentId: environment!.id,
+        });
+        expect(toJson(ValueSchema, execution!.result!)).toEqual([]);
+      } finally {
+        await tee.client.environments.deleteEnvironment({ id: environment!.id });
+      }
     });
   });
 });
