@@ -25,7 +25,15 @@ export interface SandboxDriverOptions {
    * --network=host, which gives the sandbox its container's network namespace: DESIGN §4).
    */
   networkRuntime?: string;
+  /**
+   * Refuse to start a sandbox unless both runtimes are gVisor as intended (runtimeProblems),
+   * checked again every RUNTIME_CHECK_MS: the engine's runtimes can be changed under a running
+   * service (daemon.json and a reload).
+   */
+  requireGvisor?: boolean;
 }
+
+const RUNTIME_CHECK_MS = 10_000;
 
 export interface SandboxLimits {
   memoryBytes: number;
@@ -138,8 +146,11 @@ export class SandboxDriver {
   private readonly runtime: string;
   private readonly networkRuntime: string;
   private readonly deployment: string | undefined;
+  private readonly requireGvisor: boolean;
+  private gvisorCheckedAt = 0;
 
   constructor(options: SandboxDriverOptions) {
+    this.requireGvisor = options.requireGvisor ?? false;
     this.deployment = options.deployment;
     this.docker = options.docker;
     this.logger = options.logger;
@@ -170,6 +181,15 @@ export class SandboxDriver {
       ...runtimeProblems(this.runtime, runtimes[this.runtime], '--network=none'),
       ...runtimeProblems(this.networkRuntime, runtimes[this.networkRuntime], '--network=host'),
     ];
+  }
+
+  private async assertGvisor(): Promise<void> {
+    if (Date.now() - this.gvisorCheckedAt < RUNTIME_CHECK_MS) return;
+    const problems = await this.runtimeProblems();
+    if (problems.length > 0) {
+      throw new Error(`refusing to run user code outside gVisor: ${problems.join('; ')}`);
+    }
+    this.gvisorCheckedAt = Date.now();
   }
 
   private async engineRuntimes(): Promise<Record<string, EngineRuntime>> {
@@ -396,6 +416,7 @@ export class SandboxDriver {
    * A container that fails to attach or start is removed before the error is rethrown.
    */
   async start(spec: SandboxSpec): Promise<Sandbox> {
+    if (this.requireGvisor) await this.assertGvisor();
     const { limits, volume } = spec;
     await this.requireVolume(volume.name);
     const network = spec.network;

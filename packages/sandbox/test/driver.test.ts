@@ -198,6 +198,22 @@ describe('SandboxDriver against the engine', () => {
     expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
   });
 
+  test('a driver that requires gVisor starts nothing on another runtime', async () => {
+    const runc = new SandboxDriver({ docker, logger, runtime: 'runc', requireGvisor: true });
+    await expect(
+      runc.start({
+        image: tag,
+        cmd: ['/never-started'],
+        env: [],
+        volume: { name: `tee-test-none-${suffix}`, target: '/code', readOnly: true },
+        limits: { memoryBytes: 64 << 20, nanoCpus: 1e9, pidsLimit: 64, tmpfsBytes: 1 << 20 },
+        labels,
+      }),
+    ).rejects.toThrow(/^refusing to run user code outside gVisor: runtime "runc" runs "runc"/);
+    expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
+    expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
+  });
+
   test('a sandbox that cannot start is removed before the error is rethrown', async () => {
     const name = `tee-test-start-${suffix}`;
     await driver.createVolume(name, labels);

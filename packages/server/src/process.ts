@@ -93,6 +93,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       runtime: config.docker.sandboxRuntime,
       networkRuntime: config.docker.sandboxNetworkRuntime,
       deployment: config.deployment,
+      requireGvisor: !config.docker.allowInsecureRuntime,
     });
     const apiKeys = await openApiKeys({
       databaseUrl: config.databaseUrl,
