@@ -7,7 +7,13 @@ import type { Logger } from '@assist-tee/logger';
 import { dockerMessage, dockerStatus, isNotFound } from './errors.js';
 import { type EngineRuntime, runtimeProblems, sandboxProblems } from './verify.js';
 import { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
-import { labelFilter, MANAGED_LABEL, toDockerLabels, type SandboxLabels } from './labels.js';
+import {
+  LABEL_PREFIX,
+  labelFilter,
+  MANAGED_LABEL,
+  toDockerLabels,
+  type SandboxLabels,
+} from './labels.js';
 import { SandboxHandle, type Sandbox } from './sandbox.js';
 
 export interface SandboxDriverOptions {
@@ -468,6 +474,14 @@ export class SandboxDriver {
       { containerId: container.id, image: spec.image },
       'sandbox container created',
     );
+    // The environment was deleted while this container was created: the empty volume Docker
+    // made in its place goes with the container, and the start fails as for a missing volume.
+    const mounted = await this.docker.getVolume(volume.name).inspect();
+    if (mounted.Labels?.[RECREATED_LABEL] === 'true') {
+      await this.removeContainer(container.id);
+      await this.removeVolume(volume.name).catch(() => undefined);
+      throw new VolumeNotFoundError(volume.name);
+    }
     let socket: Socket | undefined;
     try {
       // No user code runs in a container that is not what was asked for.
@@ -566,7 +580,12 @@ export class SandboxDriver {
   }
 }
 
-/** The volume vanished between the check and the create: whatever Docker creates is labelled and empty. */
+/**
+ * Should the volume vanish between the check and the create, Docker creates an empty one: it is
+ * labelled, and marked so that start() can tell it from the real one.
+ */
+const RECREATED_LABEL = `${LABEL_PREFIX}.recreated`;
+
 function volumeMount(name: string, target: string, readOnly: boolean, labels: SandboxLabels) {
   return {
     Type: 'volume' as const,
@@ -575,7 +594,7 @@ function volumeMount(name: string, target: string, readOnly: boolean, labels: Sa
     ReadOnly: readOnly,
     VolumeOptions: {
       NoCopy: true,
-      Labels: toDockerLabels(labels),
+      Labels: { ...toDockerLabels(labels), [RECREATED_LABEL]: 'true' },
       DriverConfig: { Name: 'local', Options: {} },
     },
   };

@@ -198,6 +198,28 @@ describe('SandboxDriver against the engine', () => {
     expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
   });
 
+  // Deleting an environment while a sandbox of it is created can remove the volume between the
+  // driver's check and the create; Docker then makes an empty one, marked as such.
+  test('a volume Docker made in place of a vanished one is removed with the container', async () => {
+    const name = `tee-test-recreated-${suffix}`;
+    await docker.createVolume({
+      Name: name,
+      Labels: { ...toDockerLabels(labels), 'dev.assist-tee.recreated': 'true' },
+    });
+    await expect(
+      new SandboxDriver({ docker, logger, runtime: 'runc' }).start({
+        image: tag,
+        cmd: ['/never-started'],
+        env: [],
+        volume: { name, target: '/code', readOnly: true },
+        limits: { memoryBytes: 64 << 20, nanoCpus: 1e9, pidsLimit: 64, tmpfsBytes: 1 << 20 },
+        labels,
+      }),
+    ).rejects.toBeInstanceOf(VolumeNotFoundError);
+    expect(await driver.listContainers({ instanceId: labels.instanceId })).toEqual([]);
+    expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
+  });
+
   test('a driver that requires gVisor starts nothing on another runtime', async () => {
     const runc = new SandboxDriver({ docker, logger, runtime: 'runc', requireGvisor: true });
     await expect(
