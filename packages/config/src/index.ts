@@ -236,8 +236,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     quotas: {
       environments: int('TEE_QUOTA_ENVIRONMENTS', 100, 1),
-      concurrentExecutions: int('TEE_QUOTA_CONCURRENT_EXECUTIONS', 20, 1),
-      concurrentSetups: int('TEE_QUOTA_CONCURRENT_SETUPS', 4, 1),
+      concurrentExecutions: int('TEE_QUOTA_CONCURRENT_EXECUTIONS', 50, 1),
+      concurrentSetups: int('TEE_QUOTA_CONCURRENT_SETUPS', 10, 1),
     },
     pool: {
       maxPerEnvironment: int('TEE_POOL_MAX_PER_ENVIRONMENT', 4, 0),

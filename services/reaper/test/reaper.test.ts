@@ -5,7 +5,7 @@ import { type Config, loadConfig } from '@assist-tee/config';
 import { connectEventBus, eventHeader } from '@assist-tee/events';
 import { createLogger } from '@assist-tee/logger';
 import { EnvironmentDeletedSchema, ReaperService } from '@assist-tee/proto';
-import { type RunningProcess, startProcess } from '@assist-tee/server';
+import { bearer, type RunningProcess, startProcess } from '@assist-tee/server';
 import {
   createTestDatabase,
   deleteTestStream,
@@ -28,6 +28,8 @@ beforeAll(async () => {
     TEE_INSTANCE_ID: `test-${uniqueSuffix()}`,
     TEE_PORT: '0',
     TEE_SHUTDOWN_GRACE_MS: '1000',
+    // Its clients of the other services would call with it; GetStatus takes it.
+    TEE_SERVICE_KEY: `test-service-key-${uniqueSuffix()}`,
   });
 });
 
@@ -46,7 +48,11 @@ const deleted = () =>
 async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
   const client = createClient(
     ReaperService,
-    createConnectTransport({ baseUrl: reaper.url, httpVersion: '1.1' }),
+    createConnectTransport({
+      baseUrl: reaper.url,
+      httpVersion: '1.1',
+      interceptors: [bearer(config.auth.serviceKey)],
+    }),
   );
   const deadline = Date.now() + 10_000;
   for (;;) {
