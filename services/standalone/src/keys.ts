@@ -16,6 +16,10 @@ const keys = await openApiKeys({
 });
 try {
   process.exitCode = await run();
+} catch (error) {
+  // A bad tenant id, or the database: the reason, without a stack.
+  console.error((error as Error).message);
+  process.exitCode = 1;
 } finally {
   await keys.close();
 }
