@@ -81,7 +81,9 @@ describe('execution outcomes', () => {
           { memoryMb: 128 },
         );
         expect(execution.status).toBe(ExecutionStatus.OOM);
-        expect(execution.exitCode).toBe(137);
+        // 137 when the kernel kills the handler's process, 2 when it picks one of runsc's own
+        // (the sandbox dies whole; Docker reports the OOM kill either way).
+        expect([2, 137]).toContain(execution.exitCode);
       });
 
       // V8 hits its own heap limit first there (exit 133); JavaScriptCore runs into the cgroup's.
