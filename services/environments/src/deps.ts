@@ -22,6 +22,6 @@ export interface EnvironmentsDeps {
   work: InFlight;
   /** Setups each tenant may run at once (TEE_QUOTA_CONCURRENT_SETUPS). */
   setupQuota: ConcurrencyQuota;
-  /** Set when user code runs outside gVisor (TEE_ALLOW_INSECURE_RUNTIME): logged with each run. */
-  insecureRuntime: string | undefined;
+  /** Insecure development settings in force (no gVisor, no API keys): logged with each setup. */
+  warnings: readonly string[];
 }

@@ -31,9 +31,9 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
   const logger = infrastructure.logger.child({ subsystem: 'environments' });
   const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
   // Modules are written through a created (never started) container of the runtime's image.
-  const insecureRuntime = await requireSandboxRuntime(
+  const warnings = await requireSandboxRuntime(
     sandbox,
-    config.docker,
+    config,
     Object.values(runtimes).map((runtime) => runtime.image),
     logger,
   );
@@ -69,7 +69,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
       'setups',
       'TEE_QUOTA_CONCURRENT_SETUPS',
     ),
-    insecureRuntime,
+    warnings,
   };
   let consumer: Consumption | undefined;
   const implementation: ServiceImpl<typeof EnvironmentService> = {
@@ -82,7 +82,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     name: 'environments',
     routes: (router) => router.service(EnvironmentService, implementation),
     healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
-    warnings: insecureRuntime === undefined ? [] : [insecureRuntime],
+    warnings,
     start: async () => {
       consumer = await bus.consume({
         durable: 'environments',

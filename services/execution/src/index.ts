@@ -10,7 +10,6 @@ import {
   abortReason,
   ConcurrencyQuota,
   InFlight,
-  NO_AUTH_WARNING,
   serviceTransport,
   type Infrastructure,
   requireSandboxRuntime,
@@ -47,9 +46,9 @@ export async function createExecutionService(
   const { config, bus, sandbox } = infrastructure;
   const logger = infrastructure.logger.child({ subsystem: 'execution' });
   const runtimes: SandboxRuntimes = { deno: denoRuntime, bun: bunRuntime };
-  const insecureRuntime = await requireSandboxRuntime(
+  const warnings = await requireSandboxRuntime(
     sandbox,
-    config.docker,
+    config,
     Object.values(runtimes).map((runtime) => runtime.image),
     logger,
   );
@@ -101,10 +100,7 @@ export async function createExecutionService(
       'executions',
       'TEE_QUOTA_CONCURRENT_EXECUTIONS',
     ),
-    warnings: [
-      ...(insecureRuntime === undefined ? [] : [insecureRuntime]),
-      ...(config.auth.allowAnonymous ? [NO_AUTH_WARNING] : []),
-    ],
+    warnings,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
     execute: execute(deps),
@@ -119,7 +115,7 @@ export async function createExecutionService(
     name: 'execution',
     routes: (router) => router.service(ExecutionService, implementation),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
-    warnings: insecureRuntime === undefined ? [] : [insecureRuntime],
+    warnings,
     start: async () => {
       await finishAbandonedExecutions(deps, 'own');
       stuckSweep = setInterval(() => {

@@ -23,9 +23,7 @@ export async function setUpEnvironment(
     instanceId: deps.config.instanceId,
     environmentId,
   };
-  if (deps.insecureRuntime !== undefined) {
-    deps.logger.warn({ environmentId }, deps.insecureRuntime);
-  }
+  for (const warning of deps.warnings) deps.logger.warn({ environmentId }, warning);
   const withDependencies = hasDependencies(valid.dependencies);
   await deps.sandbox.createVolume(volume, labels);
   await deps.sandbox.writeFiles({
