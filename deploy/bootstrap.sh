@@ -27,7 +27,8 @@ install_missing() {
   command -v runsc >/dev/null || missing+=(runsc)
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v nats-server >/dev/null || missing+=(nats-server)
-  command -v iptables >/dev/null || missing+=(iptables)
+  # The services' host firewall (nftables table assist_tee); Docker brings its own iptables.
+  command -v nft >/dev/null || missing+=(nftables)
   # Only the test suite uses it: it validates docker-compose.yml (no image can be pulled here).
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v jq >/dev/null || missing+=(jq)
@@ -38,7 +39,7 @@ install_missing() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# runsc needs an explicit --network here (DESIGN §4): "none" for sandboxes, "host" for the
+# runsc needs an explicit --network here (docs/host-facts.md): "none" for sandboxes, "host" for the
 # ones that get the container's own network namespace (setup installs, allow-listed egress).
 configure_docker_runtimes() {
   local file=/etc/docker/daemon.json

@@ -14,7 +14,23 @@ export interface Config {
   /** This system, on a Docker engine others may share: its containers and volumes carry it. */
   deployment: string;
   logLevel: string;
-  http: { host: string; port: number };
+  http: {
+    host: string;
+    port: number;
+    /**
+     * Largest request message a call may send (each message of a stream), after decompression.
+     * Derived from the module and event caps unless TEE_MAX_REQUEST_BYTES is set.
+     */
+    maxRequestBytes: number;
+    /** Largest deadline a client may ask for; the longest call (an execution, a setup) fits. */
+    maxCallTimeoutMs: number;
+    /** A new connection must send its first request's headers within this. */
+    headersTimeoutMs: number;
+    /** A request must arrive whole within this; its response (a stream) may take longer. */
+    requestTimeoutMs: number;
+    /** A connection with no request in progress is closed after this. */
+    idleTimeoutMs: number;
+  };
   /** On SIGTERM: time in-flight executions and setups get to finish before they are cut short. */
   shutdownGraceMs: number;
   databaseUrl: string;
@@ -23,11 +39,11 @@ export interface Config {
     socketPath: string;
     /** The engine runtime of sandboxes without network ("runsc" with --network=none). */
     sandboxRuntime: string;
-    /** The engine runtime of sandboxes with network ("runsc" with --network=host, DESIGN §4). */
+    /** The engine runtime of sandboxes with network ("runsc" with --network=host). */
     sandboxNetworkRuntime: string;
     /** The runsc binary the reaper cleans stray sandboxes with; empty turns that off. */
     runscPath: string;
-    /** runsc's state root for the engine's sandboxes (DESIGN §4). */
+    /** runsc's state root for the engine's sandboxes (`runsc --root <it> list` shows them). */
     runscRoot: string;
     /**
      * Development only: run user code even when the sandbox runtimes are not gVisor (runsc).
@@ -49,6 +65,8 @@ export interface Config {
     startupTimeoutMs: number;
     /** Largest event (data + env) an execute request may carry. */
     maxEventBytes: number;
+    /** How often RUNNING executions past their deadline (their service was lost) are finished. */
+    stuckSweepMs: number;
   };
   modules: { maxCount: number; maxFileBytes: number; maxTotalBytes: number; maxPathLength: number };
   setup: {
@@ -58,7 +76,11 @@ export interface Config {
     memoryMb: number;
     /** The install's /tmp (package manager caches); counts against memoryMb. */
     tmpfsMb: number;
-    /** Caps on the environment volume once dependencies are installed. */
+    /**
+     * Caps on the environment volume, modules and installed dependencies together. An install
+     * stops at them while it writes: it runs in a tmpfs of what is left of maxVolumeBytes (memory
+     * on top of memoryMb) and is copied into the volume file by file.
+     */
     maxVolumeBytes: number;
     maxVolumeFiles: number;
     npmRegistry: string;
@@ -91,6 +113,18 @@ export interface Config {
     concurrentExecutions: number;
     /** Setups (CreateEnvironment) of one tenant running at once, per environments instance. */
     concurrentSetups: number;
+  };
+  /** What one instance (process) runs at once, over all tenants and the services' key. */
+  capacity: {
+    /** Executions running at once in this execution service. */
+    maxRunningExecutions: number;
+    /** Setups (CreateEnvironment) running at once in this environments service. */
+    maxRunningSetups: number;
+    /**
+     * The memory limits of all this process's sandboxes together: running executions, setups
+     * and warm sandboxes (whose budget, pool.memoryBudgetMb, is part of it).
+     */
+    sandboxMemoryMb: number;
   };
   pool: {
     /** Most warm sandboxes per environment; 0 turns the pool off (every execution is cold). */
@@ -162,7 +196,17 @@ export function loadConfig(env: Env = process.env): Config {
     // Set below: the subject prefix unless TEE_DEPLOYMENT says otherwise.
     deployment: '',
     logLevel: str('TEE_LOG_LEVEL', 'info'),
-    http: { host: str('TEE_HOST', '127.0.0.1'), port: int('TEE_PORT', 8080, 0, 65535) },
+    http: {
+      host: str('TEE_HOST', '127.0.0.1'),
+      port: int('TEE_PORT', 8080, 0, 65535),
+      // Set below, from the caps they derive from.
+      maxRequestBytes: 0,
+      maxCallTimeoutMs: 0,
+      headersTimeoutMs: int('TEE_HTTP_HEADERS_TIMEOUT_MS', 10_000, 100),
+      requestTimeoutMs: int('TEE_HTTP_REQUEST_TIMEOUT_MS', 60_000, 100),
+      // Above the 60 s idle timeout of common load balancers, so that they close first.
+      idleTimeoutMs: int('TEE_HTTP_IDLE_TIMEOUT_MS', 65_000, 100),
+    },
     // Inside the 30 s that Kubernetes (and our compose file) waits before a SIGKILL.
     shutdownGraceMs: int('TEE_SHUTDOWN_GRACE_MS', 20_000, 0),
     databaseUrl: str(
@@ -200,6 +244,7 @@ export function loadConfig(env: Env = process.env): Config {
       tmpfsMb: int('TEE_TMPFS_MB', 64, 1),
       startupTimeoutMs: int('TEE_STARTUP_TIMEOUT_MS', 15_000, 100),
       maxEventBytes: int('TEE_MAX_EVENT_BYTES', 1024 * 1024, 1024),
+      stuckSweepMs: int('TEE_STUCK_SWEEP_MS', 30_000, 100),
     },
     modules: {
       maxCount: int('TEE_MAX_MODULES', 200, 1),
@@ -239,6 +284,13 @@ export function loadConfig(env: Env = process.env): Config {
       concurrentExecutions: int('TEE_QUOTA_CONCURRENT_EXECUTIONS', 50, 1),
       concurrentSetups: int('TEE_QUOTA_CONCURRENT_SETUPS', 10, 1),
     },
+    // Sized for 2 cores and 24 GiB: more cold starts at once than this only queue for the CPU,
+    // and the rest of the memory is the host's (runsc's own, Docker, Postgres, NATS).
+    capacity: {
+      maxRunningExecutions: int('TEE_MAX_RUNNING_EXECUTIONS', 24, 1),
+      maxRunningSetups: int('TEE_MAX_RUNNING_SETUPS', 4, 1),
+      sandboxMemoryMb: int('TEE_SANDBOX_MEMORY_MB', 16_384, 64),
+    },
     pool: {
       maxPerEnvironment: int('TEE_POOL_MAX_PER_ENVIRONMENT', 4, 0),
       memoryBudgetMb: int('TEE_POOL_MEMORY_MB', 4096, 0),
@@ -251,6 +303,11 @@ export function loadConfig(env: Env = process.env): Config {
     },
   };
   config.deployment = str('TEE_DEPLOYMENT', config.nats.subjectPrefix);
+  config.http.maxRequestBytes = int('TEE_MAX_REQUEST_BYTES', defaultMaxRequestBytes(config), 1024);
+  config.http.maxCallTimeoutMs = int('TEE_MAX_CALL_TIMEOUT_MS', defaultMaxCallTimeoutMs(config), 1);
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push('TEE_HTTP_HEADERS_TIMEOUT_MS is above TEE_HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (config.environments.defaultTtlSeconds > config.environments.maxTtlSeconds) {
     problems.push('TEE_DEFAULT_TTL_SECONDS is above TEE_MAX_TTL_SECONDS');
   }
@@ -267,8 +324,45 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`TEE_DEFAULT_${envName(key)} is above TEE_MAX_${envName(key)}`);
     }
   }
+  // Each of these could never be admitted, or the warm pool could starve running work.
+  const { sandboxMemoryMb } = config.capacity;
+  const fits: [string, number][] = [
+    ['TEE_POOL_MEMORY_MB', config.pool.memoryBudgetMb],
+    ['TEE_MAX_MEMORY_MB', config.execution.maxima.memoryMb],
+    ['TEE_SETUP_MEMORY_MB + TEE_MAX_ENVIRONMENT_BYTES', setupMemoryMb(config)],
+  ];
+  for (const [name, mb] of fits) {
+    if (mb > sandboxMemoryMb) {
+      problems.push(`${name} (${mb}) is above TEE_SANDBOX_MEMORY_MB (${sandboxMemoryMb})`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The most memory one setup's install sandbox may use: its own limit (which holds its /tmp) plus
+ * the tmpfs it installs into, at most the volume cap.
+ */
+export function setupMemoryMb(config: Pick<Config, 'setup'>): number {
+  return config.setup.memoryMb + Math.ceil(config.setup.maxVolumeBytes / (1024 * 1024));
+}
+
+/**
+ * Room for the largest CreateEnvironment (the modules, twice over for JSON's escapes) or Execute
+ * (the event, eight times over: protobuf's binary form of a JSON value is that much larger for
+ * an array of numbers), plus 1 MiB for the other fields.
+ */
+function defaultMaxRequestBytes(config: Pick<Config, 'modules' | 'execution'>): number {
+  return (
+    Math.max(2 * config.modules.maxTotalBytes, 8 * config.execution.maxEventBytes) + 1024 * 1024
+  );
+}
+
+/** Twice the longest call: an execution with its sandbox's start, or a setup. */
+function defaultMaxCallTimeoutMs(config: Pick<Config, 'execution' | 'setup'>): number {
+  const { maxima, startupTimeoutMs } = config.execution;
+  return 2 * Math.max(maxima.timeoutMs + startupTimeoutMs, config.setup.timeoutMs);
 }
 
 function envName(key: keyof ExecutionLimits): string {

@@ -36,6 +36,22 @@ describe('loadConfig', () => {
     expect(problems).toContain('TEE_SUBJECT_PREFIX');
   });
 
+  it('keeps the warm pool, the largest execution and a setup within the sandbox memory', () => {
+    expect(loadConfig({}).capacity.sandboxMemoryMb).toBeGreaterThanOrEqual(
+      loadConfig({}).pool.memoryBudgetMb,
+    );
+    let error: unknown;
+    try {
+      loadConfig({ TEE_SANDBOX_MEMORY_MB: '1024' });
+    } catch (e) {
+      error = e;
+    }
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toContain('TEE_POOL_MEMORY_MB (4096) is above TEE_SANDBOX_MEMORY_MB (1024)');
+    expect(problems).toContain('TEE_MAX_MEMORY_MB (2048)');
+    expect(problems).toContain('TEE_SETUP_MEMORY_MB + TEE_MAX_ENVIRONMENT_BYTES (1536)');
+  });
+
   it("takes the install's registry, CA bundle and proxies from the host's own settings", () => {
     const config = loadConfig({
       SSL_CERT_FILE: '/etc/ssl/certs/corp.pem',
@@ -58,6 +74,20 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TEE_ALLOW_INSECURE_RUNTIME: 'yes' })).toThrow(
       /TEE_ALLOW_INSECURE_RUNTIME/,
     );
+  });
+
+  it('derives the request size and deadline caps from the caps they must fit', () => {
+    const { http } = loadConfig({});
+    // The modules (8 MiB) twice over for JSON's escapes, plus 1 MiB.
+    expect(http.maxRequestBytes).toBe(17 * 1024 * 1024);
+    // Twice the longest execution (300 s) with its sandbox's start (15 s).
+    expect(http.maxCallTimeoutMs).toBe(630_000);
+    const raised = loadConfig({ TEE_MAX_EVENT_BYTES: String(4 * 1024 * 1024) }).http;
+    expect(raised.maxRequestBytes).toBe(33 * 1024 * 1024);
+    expect(loadConfig({ TEE_MAX_REQUEST_BYTES: '65536' }).http.maxRequestBytes).toBe(65_536);
+    expect(() =>
+      loadConfig({ TEE_HTTP_HEADERS_TIMEOUT_MS: '5000', TEE_HTTP_REQUEST_TIMEOUT_MS: '1000' }),
+    ).toThrow(/TEE_HTTP_HEADERS_TIMEOUT_MS is above TEE_HTTP_REQUEST_TIMEOUT_MS/);
   });
 
   it('refuses a default above its maximum', () => {

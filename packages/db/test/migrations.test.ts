@@ -1,6 +1,13 @@
+import { Migration } from '@mikro-orm/migrations';
 import { createTestDatabase, type TestDatabase } from '@assist-tee/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EnvironmentEntity, environmentsMigrations, openDatabase } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  type DatabaseOptions,
+  EnvironmentEntity,
+  environmentsMigrations,
+  environmentsSchema,
+  openDatabase,
+} from '../src/index.js';
 import { openAuth, openEnvironments, openExecution, openReaper, testLogger } from './support.js';
 
 describe('openDatabase', () => {
@@ -55,9 +62,60 @@ describe('openDatabase', () => {
 
   it('lets replicas that start together on a fresh database take turns', async () => {
     const fresh = await createTestDatabase();
+    const runs: string[] = [];
+    // A last migration that records who ran it and, while it runs, waits until the other two
+    // replicas are queued on the migration lock: without the lock they would be migrating too,
+    // the wait would time out and the probe would run more than once.
+    const withProbe = (replica: number): DatabaseOptions['migrations'] => {
+      class Probe extends Migration {
+        override async up(): Promise<void> {
+          runs.push(`${replica} start`);
+          await vi.waitFor(
+            async () => {
+              const [row] = await this.execute(
+                `select count(*)::int as "waiting" from pg_locks
+                   where locktype = 'advisory' and not granted
+                     and database = (select oid from pg_database where datname = current_database())`,
+              );
+              expect(row?.waiting).toBe(2);
+            },
+            { timeout: 5_000, interval: 50 },
+          );
+          runs.push(`${replica} end`);
+        }
+      }
+      return [...environmentsSchema.migrations, { name: '9999-probe', class: Probe }];
+    };
     try {
-      const opened = await Promise.all([1, 2, 3].map(() => openEnvironments(fresh.url)));
-      await Promise.all(opened.map((db) => db.close()));
+      const opened = await Promise.allSettled(
+        [1, 2, 3].map((replica) =>
+          openDatabase({
+            url: fresh.url,
+            ...environmentsSchema,
+            migrations: withProbe(replica),
+            logger: testLogger(),
+          }),
+        ),
+      );
+      const databases = opened.flatMap((result) =>
+        result.status === 'fulfilled' ? [result.value] : [],
+      );
+      try {
+        expect(opened.filter((result) => result.status === 'rejected')).toEqual([]);
+        // One replica migrated, start to end, while the other two waited; they found nothing.
+        expect(runs).toHaveLength(2);
+        expect(runs[1]).toBe(runs[0]?.replace('start', 'end'));
+        const names = await databases[0]
+          ?.em()
+          .getConnection()
+          .execute<{ name: string }[]>('select name from "environments"."mikro_orm_migrations"');
+        expect(names?.map((row) => row.name).sort()).toEqual([
+          ...environmentsSchema.migrations.map((migration) => migration.name),
+          '9999-probe',
+        ]);
+      } finally {
+        await Promise.all(databases.map((db) => db.close()));
+      }
     } finally {
       await fresh.drop();
     }
@@ -81,12 +139,16 @@ describe('openDatabase', () => {
     }
   });
 
-  it('pings', async () => {
-    const db = await openEnvironments(database.url);
+  it('pings a database that is there and throws once it is gone', async () => {
+    const fresh = await createTestDatabase();
+    const db = await openEnvironments(fresh.url);
     try {
-      await db.ping();
+      await expect(db.ping()).resolves.toBeUndefined();
+      await fresh.drop();
+      await expect(db.ping()).rejects.toThrow();
     } finally {
       await db.close();
+      await fresh.drop();
     }
   });
 

@@ -1,190 +1,233 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { isIP } from 'node:net';
+import { removeLegacyChains } from './legacy.js';
+import { applyScript, listJson } from './nft.js';
+import { BLOCKED_RANGES } from './policy.js';
 
-const execFileAsync = promisify(execFile);
-
-/**
- * Host firewall rules for the sandbox bridges. A runsc sandbox on a Docker bridge reaches every
- * address of the host itself, whatever the network's "internal" flag says (DESIGN §4), and
- * Docker's DOCKER-USER chain only sees forwarded traffic. So the INPUT chain jumps to our own
- * chain, which rejects everything that arrives from a sandbox bridge except the ports opened
- * for the egress proxy. Rejecting (not dropping) makes a refused connection fail at once.
+/*
+ * The host firewall for the sandbox bridges, in an nftables table of its own. A runsc sandbox
+ * on a Docker bridge reaches every address of the host itself, whatever the network's
+ * "internal" flag says, so each closed bridge's traffic to the host is rejected (input hook)
+ * except the openings; its routed traffic (forward hook) goes through the bridge's own chain.
+ * The hooks run before Docker's rules (priority filter - 10); a reject in any base chain is
+ * final, and Docker's drops still apply to what ours accept. Rejecting (not dropping) makes a
+ * refused connection fail at once.
+ *
+ * Several processes share the table, so each writes only its part, each time whole and in one
+ * transaction: a bridge's closure (its chain and map entries), or an owner's openings (set
+ * elements carrying the owner in their comment, so a successor replaces what a killed
+ * predecessor left). The table's skeleton is restated, identical, in every transaction.
  */
-export const FIREWALL_CHAIN = 'ASSIST-TEE-INPUT';
 
-export interface OpenPort {
-  bridge: string;
+/** The nftables table (family inet: IPv4 and IPv6 alike) that holds every rule of ours. */
+export const FIREWALL_TABLE = 'assist_tee';
+
+export interface Endpoint {
   address: string;
   port: number;
-  /** The process that opened it, in the rule's comment: a restart closes what it left open. */
+}
+
+/** One TCP port of the host that sandboxes on `bridge` may reach (the egress proxy's). */
+export interface HostOpening extends Endpoint {
+  bridge: string;
+}
+
+export interface BridgeClosure {
+  bridge: string;
+  /**
+   * Where sandboxes on the bridge may go through the host's routing: nowhere (the egress
+   * network, whose only way out is the proxy on the host), or anywhere outside BLOCKED_RANGES
+   * plus DNS to `resolvers` and TCP to the `allowed` endpoints (a configured HTTP proxy), even
+   * when those are private.
+   */
+  outbound: 'nowhere' | { resolvers: readonly string[]; allowed: readonly Endpoint[] };
+}
+
+export interface OwnedOpening extends HostOpening {
   owner: string;
 }
 
-type Run = (args: string[]) => Promise<void>;
+// Linux interface names: at most 15 bytes; these characters are safe in nft names.
+const BRIDGE = /^[A-Za-z0-9_.-]{1,15}$/;
+const OWNER = /^[A-Za-z0-9_.:-]{1,100}$/;
 
-function commands(binary: string): Run {
-  // -w waits for the xtables lock: several services set rules at the same time.
-  return async (args) => {
-    await execFileAsync(binary, ['-w', ...args]);
-  };
+/** Closes `bridge` to the host and limits where it routes, replacing its earlier rules. */
+export async function closeBridge(closure: BridgeClosure): Promise<void> {
+  const commands = bridgeCommands(closure);
+  await explained(`closing bridge ${closure.bridge}`, async () => {
+    await removeLegacyChains();
+    await applyScript([...skeletonCommands(), ...commands]);
+  });
 }
 
-async function exists(run: Run, args: string[]): Promise<boolean> {
-  try {
-    await run(args);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Appends the rule unless an identical one exists. */
-async function ensureRule(run: Run, rule: string[], position: 'append' | 'first'): Promise<void> {
-  if (await exists(run, ['-C', ...rule])) return;
-  const [chain, ...spec] = rule;
-  await run(position === 'first' ? ['-I', chain!, '1', ...spec] : ['-A', chain!, ...spec]);
-}
-
-async function ensureChain(run: Run): Promise<void> {
-  if (!(await exists(run, ['-n', '-L', FIREWALL_CHAIN]))) {
-    await run(['-N', FIREWALL_CHAIN]).catch(async (error: unknown) => {
-      // Another process created it in between.
-      if (!(await exists(run, ['-n', '-L', FIREWALL_CHAIN]))) throw error;
-    });
-  }
-  await ensureRule(run, ['INPUT', '-j', FIREWALL_CHAIN], 'first');
-}
-
-function failure(what: string, error: unknown): Error {
-  return new Error(
-    `${what} failed: the services need root (or CAP_NET_ADMIN) and iptables to keep sandboxes away from the host's ports`,
-    { cause: error },
+/** Removes a bridge's closure (its network is gone); nothing to remove is fine. */
+export async function removeBridge(bridge: string): Promise<void> {
+  checkBridge(bridge);
+  const chain = outboundChain(bridge);
+  await explained(`removing bridge ${bridge}`, () =>
+    applyScript([
+      ...skeletonCommands(),
+      `add chain inet ${FIREWALL_TABLE} ${chain}`,
+      ...idempotentDelete('closed_bridges', quote(bridge)),
+      ...idempotentDelete('outbound', `${quote(bridge)} : jump ${chain}`, quote(bridge)),
+      `flush chain inet ${FIREWALL_TABLE} ${chain}`,
+      `delete chain inet ${FIREWALL_TABLE} ${chain}`,
+    ]),
   );
 }
 
-/** Rejects every packet a sandbox on `bridge` sends to the host (IPv4 and, when present, IPv6). */
-export async function closeBridgeToHost(bridge: string): Promise<void> {
+/**
+ * Makes `openings` the whole set of `owner`'s openings: whatever it had before (a killed
+ * process of the same instance included) goes, in the same transaction as the new ones come.
+ */
+export async function setOpenings(owner: string, openings: readonly HostOpening[]): Promise<void> {
+  if (!OWNER.test(owner)) {
+    throw new Error(
+      `firewall owner ${JSON.stringify(owner)}: expected 1-100 letters, digits, '.', '_', ':' or '-'`,
+    );
+  }
+  openings.forEach(checkOpening);
+  const wanted = new Set(openings.map(openingKey));
+  await explained(`setting the openings of ${owner}`, async () => {
+    await applyScript(skeletonCommands());
+    // Also an element of another owner with a key now ours: that process is gone.
+    const stale = (await listOpenings()).filter(
+      (opening) => opening.owner === owner || wanted.has(openingKey(opening)),
+    );
+    await applyScript([
+      ...skeletonCommands(),
+      ...stale.flatMap((opening) => idempotentDelete('openings', openingKey(opening))),
+      ...openings.map(
+        (opening) =>
+          `add element inet ${FIREWALL_TABLE} openings { ${openingKey(opening)} comment ${quote(owner)} }`,
+      ),
+    ]);
+  });
+}
+
+/** Every opening in the table, with its owner. */
+export async function listOpenings(): Promise<OwnedOpening[]> {
+  const listed = await listJson(['set', 'inet', FIREWALL_TABLE, 'openings']);
+  const set = listed.find((object) => 'set' in object)?.set as { elem?: unknown[] } | undefined;
+  return (set?.elem ?? []).map((element) => {
+    // An element with a comment comes wrapped: { elem: { val, comment } }.
+    const inner = (element as { elem?: { val: unknown; comment?: string } }).elem;
+    const value = (inner?.val ?? element) as { concat: [string, string, number] };
+    const [bridge, address, port] = value.concat;
+    return { bridge, address, port, owner: inner?.comment ?? '' };
+  });
+}
+
+async function explained(what: string, action: () => Promise<void>): Promise<void> {
   try {
-    for (const binary of ['iptables', 'ip6tables']) {
-      const run = commands(binary);
-      if (binary === 'ip6tables' && !(await exists(run, ['-n', '-L', 'INPUT']))) continue;
-      await ensureChain(run);
-      await ensureRule(
-        run,
-        [FIREWALL_CHAIN, '-i', bridge, '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset'],
-        'append',
-      );
-      await ensureRule(run, [FIREWALL_CHAIN, '-i', bridge, '-j', 'REJECT'], 'append');
-    }
+    await action();
   } catch (error) {
-    throw failure(`closing bridge ${bridge} to the host`, error);
+    throw new Error(
+      `${what} failed: the services need nft (the nftables package) and root or CAP_NET_ADMIN to keep sandboxes away from the host and private networks`,
+      { cause: error },
+    );
   }
 }
 
-const ownerComment = (owner: string) => `assist-tee:${owner}`;
-
-function openRule({ bridge, address, port, owner }: OpenPort): string[] {
+/** The table, its sets, maps and base chains; stating them again changes nothing. */
+function skeletonCommands(): string[] {
+  const table = `inet ${FIREWALL_TABLE}`;
   return [
-    FIREWALL_CHAIN,
-    '-i',
-    bridge,
-    '-d',
-    address,
-    '-p',
-    'tcp',
-    '--dport',
-    String(port),
-    '-m',
-    'comment',
-    '--comment',
-    ownerComment(owner),
-    '-j',
-    'ACCEPT',
+    `add table ${table}`,
+    `add set ${table} closed_bridges { type ifname; }`,
+    `add set ${table} openings { type ifname . ipv4_addr . inet_service; }`,
+    `add map ${table} outbound { type ifname : verdict; }`,
+    `add chain ${table} refuse`,
+    `flush chain ${table} refuse`,
+    `add rule ${table} refuse meta l4proto tcp reject with tcp reset`,
+    `add rule ${table} refuse reject`,
+    `add chain ${table} input { type filter hook input priority filter - 10; policy accept; }`,
+    `flush chain ${table} input`,
+    `add rule ${table} input iifname . ip daddr . tcp dport @openings accept`,
+    `add rule ${table} input iifname @closed_bridges jump refuse`,
+    `add chain ${table} forward { type filter hook forward priority filter - 10; policy accept; }`,
+    `flush chain ${table} forward`,
+    `add rule ${table} forward iifname vmap @outbound`,
   ];
 }
 
-/** Lets sandboxes on the bridge reach one TCP port of the host (ahead of the rejects). */
-export async function openHostPort(open: OpenPort): Promise<void> {
-  try {
-    const run = commands('iptables');
-    await ensureChain(run);
-    await ensureRule(run, openRule(open), 'first');
-  } catch (error) {
-    throw failure(`opening ${open.address}:${open.port} on ${open.bridge}`, error);
+/** One bridge's part: its outbound chain, rebuilt whole, and its entries in the set and map. */
+export function bridgeCommands({ bridge, outbound }: BridgeClosure): string[] {
+  checkBridge(bridge);
+  const table = `inet ${FIREWALL_TABLE}`;
+  const chain = outboundChain(bridge);
+  const rules =
+    outbound === 'nowhere' ? ['jump refuse'] : outboundRules(outbound.resolvers, outbound.allowed);
+  return [
+    `add chain ${table} ${chain}`,
+    `flush chain ${table} ${chain}`,
+    ...rules.map((rule) => `add rule ${table} ${chain} ${rule}`),
+    `add element ${table} closed_bridges { ${quote(bridge)} }`,
+    `add element ${table} outbound { ${quote(bridge)} : jump ${chain} }`,
+  ];
+}
+
+function outboundRules(resolvers: readonly string[], allowed: readonly Endpoint[]): string[] {
+  resolvers.forEach((address, index) => checkAddress(`resolvers[${index}]`, address));
+  allowed.forEach((endpoint, index) => checkEndpoint(`allowed[${index}]`, endpoint));
+  const rules: string[] = [];
+  for (const [family, version] of [
+    ['ip', 4],
+    ['ip6', 6],
+  ] as const) {
+    const dns = resolvers.filter((address) => isIP(address) === version);
+    const endpoints = allowed.filter((endpoint) => isIP(endpoint.address) === version);
+    const blocked = BLOCKED_RANGES.filter(({ cidr }) => cidr.includes(':') === (version === 6));
+    if (dns.length > 0) {
+      rules.push(`${family} daddr ${list(dns)} meta l4proto { tcp, udp } th dport 53 accept`);
+    }
+    if (endpoints.length > 0) {
+      const pairs = endpoints.map(({ address, port }) => `${address} . ${port}`);
+      rules.push(`${family} daddr . tcp dport ${list(pairs)} accept`);
+    }
+    rules.push(`${family} daddr ${list(blocked.map(({ cidr }) => cidr))} jump refuse`);
+  }
+  return rules;
+}
+
+/** Deletes a set or map element whether or not it exists (nft 1.0 has no "destroy"). */
+function idempotentDelete(set: string, element: string, key = element): string[] {
+  return [
+    `add element inet ${FIREWALL_TABLE} ${set} { ${element} }`,
+    `delete element inet ${FIREWALL_TABLE} ${set} { ${key} }`,
+  ];
+}
+
+const outboundChain = (bridge: string) => `outbound-${bridge}`;
+const list = (items: readonly string[]) => `{ ${items.join(', ')} }`;
+const quote = (text: string) => `"${text}"`;
+const openingKey = ({ bridge, address, port }: HostOpening) =>
+  `${quote(bridge)} . ${address} . ${port}`;
+
+function checkBridge(bridge: string): void {
+  if (!BRIDGE.test(bridge)) {
+    throw new Error(
+      `bridge ${JSON.stringify(bridge)}: expected an interface name of 1-15 letters, digits, '.', '_' or '-'`,
+    );
   }
 }
 
-/**
- * Removes the ports an earlier run of `owner` opened and never closed (it was killed): its
- * proxy is gone, and a later process could listen there.
- */
-export async function closeHostPortsOf(owner: string): Promise<void> {
-  const run = commands('iptables');
-  if (!(await exists(run, ['-n', '-L', FIREWALL_CHAIN]))) return;
-  const { stdout } = await execFileAsync('iptables', ['-w', '-S', FIREWALL_CHAIN]);
-  for (const line of stdout.split('\n')) {
-    if (!line.startsWith(`-A ${FIREWALL_CHAIN} `)) continue;
-    // The listing quotes comments; "-A CHAIN spec..." deletes as "-D CHAIN spec...".
-    const spec = line
-      .slice(3)
-      .split(' ')
-      .map((word) => word.replace(/^"(.*)"$/, '$1'));
-    if (spec[spec.indexOf('--comment') + 1] !== ownerComment(owner)) continue;
-    await run(['-D', ...spec]).catch(() => undefined);
+function checkAddress(field: string, address: string): void {
+  if (isIP(address) === 0) {
+    throw new Error(`${field}: ${JSON.stringify(address)} is not an IP address`);
   }
 }
 
-/** Removes what openHostPort added; a missing rule is fine. */
-export async function closeHostPort(open: OpenPort): Promise<void> {
-  const run = commands('iptables');
-  while (await exists(run, ['-D', ...openRule(open)])) {
-    // Deleted one copy; repeat in case the rule was added twice.
+function checkEndpoint(field: string, { address, port }: Endpoint): void {
+  checkAddress(`${field}.address`, address);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`${field}.port: ${port} is not a port (1-65535)`);
   }
 }
 
-/** Addresses a setup sandbox may not reach through the host's routing (NAT). */
-const PRIVATE_RANGES = [
-  '10.0.0.0/8',
-  '172.16.0.0/12',
-  '192.168.0.0/16',
-  '100.64.0.0/10',
-  '169.254.0.0/16',
-  '127.0.0.0/8',
-];
-export const FORWARD_CHAIN = 'ASSIST-TEE-FORWARD';
-
-/**
- * Setup sandboxes have a route out (they download dependencies), but must not reach private
- * networks or the cloud metadata address through it. DNS (port 53) stays open, because the
- * engine's resolver forwards queries from the sandbox's own namespace, and so do `allowed`
- * addresses (a configured HTTP proxy on a private network).
- */
-export async function closeBridgeToPrivateNetworks(
-  bridge: string,
-  allowed: string[] = [],
-): Promise<void> {
-  try {
-    const run = commands('iptables');
-    if (!(await exists(run, ['-n', '-L', FORWARD_CHAIN]))) {
-      await run(['-N', FORWARD_CHAIN]).catch(async (error: unknown) => {
-        if (!(await exists(run, ['-n', '-L', FORWARD_CHAIN]))) throw error;
-      });
-    }
-    await ensureRule(run, ['DOCKER-USER', '-j', FORWARD_CHAIN], 'first');
-    for (const protocol of ['udp', 'tcp']) {
-      await ensureRule(
-        run,
-        [FORWARD_CHAIN, '-i', bridge, '-p', protocol, '--dport', '53', '-j', 'RETURN'],
-        'first',
-      );
-    }
-    for (const address of allowed) {
-      await ensureRule(run, [FORWARD_CHAIN, '-i', bridge, '-d', address, '-j', 'RETURN'], 'first');
-    }
-    for (const range of PRIVATE_RANGES) {
-      await ensureRule(run, [FORWARD_CHAIN, '-i', bridge, '-d', range, '-j', 'REJECT'], 'append');
-    }
-  } catch (error) {
-    throw failure(`closing bridge ${bridge} to private networks`, error);
+function checkOpening(opening: HostOpening, index: number): void {
+  checkBridge(opening.bridge);
+  checkEndpoint(`openings[${index}]`, opening);
+  if (isIP(opening.address) !== 4) {
+    throw new Error(`openings[${index}].address: ${opening.address} is not an IPv4 address`);
   }
 }

@@ -1,4 +1,5 @@
 export {
+  BLOCKED_RANGES,
   decideTarget,
   describeAddress,
   formatTarget,
@@ -6,6 +7,7 @@ export {
   parseAllowNet,
   parseAllowNetEntry,
   type AllowNetEntry,
+  type BlockedRange,
   type TargetDecision,
 } from './policy.js';
 export {
@@ -16,12 +18,13 @@ export {
   type EgressProxyOptions,
 } from './proxy.js';
 export {
-  closeBridgeToHost,
-  closeBridgeToPrivateNetworks,
-  closeHostPort,
-  closeHostPortsOf,
-  FIREWALL_CHAIN,
-  FORWARD_CHAIN,
-  openHostPort,
-  type OpenPort,
+  closeBridge,
+  FIREWALL_TABLE,
+  listOpenings,
+  removeBridge,
+  setOpenings,
+  type BridgeClosure,
+  type Endpoint,
+  type HostOpening,
+  type OwnedOpening,
 } from './firewall.js';

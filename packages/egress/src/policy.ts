@@ -90,20 +90,71 @@ export function decideTarget(
   return { allowed: true, host: parsed.host, port, ip: parsed.ip };
 }
 
-/**
- * True for addresses a sandbox may reach: public unicast, and the reserved blocks (IPv4
- * documentation ranges, 240/4) that lead nowhere inside the host's networks — a
- * TLS-intercepting proxy may answer on one (DESIGN §4: registry.npmjs.org resolves to
- * 203.0.113.80 here). Refuses loopback, private, link-local (including the 169.254.169.254
- * metadata address), unique-local, CGNAT, multicast, and IPv6 forms that embed or translate to
- * IPv4 (mapped ones are judged by the IPv4 address they carry).
- */
-export function isPublicAddress(address: string): boolean {
-  return REACHABLE_RANGES.has(addressRange(address));
+/** One address block no sandbox may reach; `kind` names it in refusals. */
+export interface BlockedRange {
+  readonly cidr: string;
+  readonly kind: string;
 }
 
-const REACHABLE_RANGES = new Set(['unicast', 'reserved']);
-const INTERNAL_RESERVED = ['198.18.0.0/15', '192.0.0.0/24'].map((cidr) => ipaddr.parseCIDR(cidr));
+/**
+ * Every address block a sandbox may never reach: the egress proxy refuses them, and the host
+ * firewall rejects them from the setup network. First match names the range, so narrower
+ * blocks come before wider ones. Everything else counts as public, including the reserved
+ * blocks that lead nowhere inside the host's networks (IPv4 documentation ranges, 240/4,
+ * 2001:db8::/32): a TLS-intercepting proxy may answer on one (here registry.npmjs.org resolves
+ * to 203.0.113.80). IPv4-mapped IPv6 addresses are judged by the IPv4 address they carry.
+ */
+export const BLOCKED_RANGES: readonly BlockedRange[] = [
+  { cidr: '0.0.0.0/8', kind: 'unspecified' },
+  { cidr: '10.0.0.0/8', kind: 'private' },
+  { cidr: '100.64.0.0/10', kind: 'carrierGradeNat' },
+  { cidr: '127.0.0.0/8', kind: 'loopback' },
+  // Includes 169.254.169.254, the cloud metadata address.
+  { cidr: '169.254.0.0/16', kind: 'linkLocal' },
+  { cidr: '172.16.0.0/12', kind: 'private' },
+  // Reserved blocks that networks do use inside: protocol assignments, benchmarking.
+  { cidr: '192.0.0.0/24', kind: 'internalReserved' },
+  { cidr: '192.31.196.0/24', kind: 'as112' },
+  { cidr: '192.52.193.0/24', kind: 'amt' },
+  { cidr: '192.168.0.0/16', kind: 'private' },
+  { cidr: '192.175.48.0/24', kind: 'as112' },
+  { cidr: '198.18.0.0/15', kind: 'internalReserved' },
+  { cidr: '224.0.0.0/4', kind: 'multicast' },
+  { cidr: '255.255.255.255/32', kind: 'broadcast' },
+  { cidr: '::/128', kind: 'unspecified' },
+  { cidr: '::1/128', kind: 'loopback' },
+  // The deprecated IPv4-compatible form, ::a.b.c.d.
+  { cidr: '::/96', kind: 'ipv4Compatible' },
+  { cidr: '::ffff:0:0:0/96', kind: 'rfc6145' },
+  { cidr: '64:ff9b::/96', kind: 'rfc6052' },
+  { cidr: '64:ff9b:1::/48', kind: 'rfc6052' },
+  { cidr: '100::/64', kind: 'discard' },
+  { cidr: '2001::/32', kind: 'teredo' },
+  { cidr: '2001:2::/48', kind: 'benchmarking' },
+  { cidr: '2001:3::/32', kind: 'amt' },
+  { cidr: '2001:4:112::/48', kind: 'as112v6' },
+  { cidr: '2001:10::/28', kind: 'deprecatedOrchid' },
+  { cidr: '2001:20::/28', kind: 'orchid2' },
+  { cidr: '2001:30::/28', kind: 'droneRemoteIdProtocolEntityTags' },
+  { cidr: '2002::/16', kind: '6to4' },
+  { cidr: '2620:4f:8000::/48', kind: 'as112v6' },
+  { cidr: '5f00::/16', kind: 'segmentRouting' },
+  { cidr: 'fc00::/7', kind: 'uniqueLocal' },
+  { cidr: 'fe80::/10', kind: 'linkLocal' },
+  { cidr: 'fec0::/10', kind: 'deprecatedSiteLocal' },
+  { cidr: 'ff00::/8', kind: 'multicast' },
+];
+
+const BLOCKED = BLOCKED_RANGES.map((range) => ({ ...range, parsed: ipaddr.parseCIDR(range.cidr) }));
+
+/**
+ * True for addresses a sandbox may reach: valid, canonical, and in none of BLOCKED_RANGES
+ * (which refuse loopback, private, link-local, unique-local, CGNAT, multicast, and IPv6 forms
+ * that embed or translate to IPv4).
+ */
+export function isPublicAddress(address: string): boolean {
+  return addressRange(address) === 'public';
+}
 
 /** "a private address", "a link-local address", ... for refusal messages. */
 export function describeAddress(address: string): string {
@@ -116,22 +167,14 @@ export function formatTarget(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+/** The kind of the first blocked range holding the address, 'public', or 'invalid'. */
 function addressRange(address: string): string {
   // Resolvers answer in canonical forms; anything else is not trusted to mean what it seems.
   const text = address.includes(':') ? canonicalIPv6(address) : address;
   if (text === undefined || !(text.includes(':') || DOTTED_QUAD.test(text))) return 'invalid';
   const ip = ipaddr.process(text);
-  const range = ip.range();
-  // ipaddr.js calls ::a.b.c.d (deprecated IPv4-compatible, ::/96) unicast; it is not.
-  if (range === 'unicast' && isIPv4Compatible(ip)) return 'ipv4Compatible';
-  // Reserved blocks that networks do use inside (benchmarking, protocol assignments).
-  if (
-    range === 'reserved' &&
-    INTERNAL_RESERVED.some((cidr) => ip.kind() === cidr[0].kind() && ip.match(cidr))
-  ) {
-    return 'internalReserved';
-  }
-  return range;
+  const blocked = BLOCKED.find(({ parsed }) => ip.kind() === parsed[0].kind() && ip.match(parsed));
+  return blocked?.kind ?? 'public';
 }
 
 /** Splits `host[:port]` / `[v6][:port]`; the host comes back without brackets. */

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { describe, expect, test } from 'vitest';
 import {
   decideTarget,
@@ -269,6 +270,19 @@ describe('isPublicAddress', () => {
     '::1.2.3.4',
   ])('refuses %s', (address) => {
     expect(isPublicAddress(address)).toBe(false);
+  });
+
+  // The firewall blocks the same list: it must hold every block ipaddr.js names non-public.
+  test('the blocked ranges cover every special range ipaddr.js knows but the reserved ones', () => {
+    type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+    const special = (ip: object) =>
+      Object.entries((ip as { SpecialRanges: Record<string, Range | Range[]> }).SpecialRanges);
+    const first = [...special(ipaddr.IPv4.prototype), ...special(ipaddr.IPv6.prototype)]
+      .filter(([name]) => name !== 'reserved' && name !== 'ipv4Mapped')
+      .flatMap(([, value]) => (Array.isArray(value[0]) ? (value as Range[]) : [value as Range]))
+      .map(([network]) => network.toString());
+    expect(first.length).toBeGreaterThan(20);
+    for (const address of first) expect(isPublicAddress(address), address).toBe(false);
   });
 
   test('describes the range in refusals', () => {

@@ -13,6 +13,7 @@ import {
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connectEventBus, eventHeader, type EventBus, type ReceivedEvent } from '../src/index.js';
 import {
+  caughtUp,
   deleteStream,
   eventually,
   NATS_URL,
@@ -89,7 +90,7 @@ describe('event bus', () => {
     await bus.publish('execution.started', started()); // another type: not for this consumer
     await bus.publish('environment.created', created);
     await eventually(() => received.length === 1);
-    await pause(100);
+    await caughtUp(bus.streamName, 'roundtrip');
     await consumer.stop();
 
     expect(received).toHaveLength(1);
@@ -130,24 +131,23 @@ describe('event bus', () => {
       }),
     );
     await eventually(() => received.length === 2);
-    await pause(100);
+    await caughtUp(bus.streamName, 'executions');
     await consumer.stop();
     expect(received).toEqual(['execution.started', 'execution.finished']);
   });
 
   it('stores an event published twice with the same id once', async () => {
-    const event = started();
+    const [event, other] = [started(), started()];
     await bus.publish('execution.started', event);
     await bus.publish('execution.started', event);
-    await bus.publish('execution.started', started());
+    await bus.publish('execution.started', other);
 
     const { items: received, handle } = recorder((event) => event.message.eventId);
     const consumer = await bus.consume({ durable: 'dedup', types: ['execution.started'], handle });
     await eventually(() => received.length === 2);
-    await pause(100);
+    await caughtUp(bus.streamName, 'dedup');
     await consumer.stop();
-    expect(received[0]).toBe(event.eventId);
-    expect(new Set(received).size).toBe(2);
+    expect(received).toEqual([event.eventId, other.eventId]);
   });
 
   it('redelivers an event whose handler threw, then gives up after maxDeliver', async () => {
@@ -172,7 +172,7 @@ describe('event bus', () => {
     await eventually(
       () => attempts.get(hopeless.eventId)?.length === 3 && attempts.has(after.eventId),
     );
-    await pause(300);
+    await caughtUp(bus.streamName, 'retries');
     await consumer.stop();
 
     expect(attempts.get(flaky.eventId)?.map((e) => e.redelivered)).toEqual([false, true]);
@@ -222,7 +222,7 @@ describe('event bus', () => {
     const good = started();
     await bus.publish('execution.started', good);
     await eventually(() => received.length === 1);
-    await pause(100);
+    await caughtUp(bus.streamName, 'robust');
     await consumer.stop();
     expect(received).toEqual([good.eventId]);
   });
@@ -248,7 +248,7 @@ describe('event bus', () => {
     const events = Array.from({ length: 40 }, () => started());
     for (const event of events) await bus.publish('execution.started', event);
     await eventually(() => handledBy.size === events.length, 10_000);
-    await pause(200);
+    await caughtUp(bus.streamName, 'shared');
     await Promise.all([a.stop(), b.stop()]);
 
     expect([...handledBy.values()].every((who) => who.length === 1)).toBe(true);
@@ -273,7 +273,7 @@ describe('event bus', () => {
     });
     await bus.publish('execution.started', started(after));
     await eventually(() => received.length === 1);
-    await pause(100);
+    await caughtUp(bus.streamName, 'per-instance');
     await consumer.stop();
     expect(received).toEqual([after]);
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, type Logger } from '@assist-tee/logger';
+import { vi } from 'vitest';
 import type { ReceivedEvent } from '../src/index.js';
 
 // @assist-tee/testing depends on this package, so its helpers cannot be used here.
@@ -38,10 +39,23 @@ export async function eventually(
   predicate: () => boolean | Promise<boolean>,
   timeoutMs = 5_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  await vi.waitUntil(predicate, { timeout: timeoutMs, interval: 20 });
+}
+
+/**
+ * Waits until a durable has nothing left to deliver and nothing delivered unacknowledged: every
+ * event it will ever hand its handler has been handled, so a test can assert there was no more.
+ */
+export async function caughtUp(streamName: string, durable: string): Promise<void> {
+  const nc = await rawConnection();
+  try {
+    const jsm = await jetstreamManager(nc);
+    await eventually(async () => {
+      const info = await jsm.consumers.info(streamName, durable);
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    });
+  } finally {
+    await nc.close();
   }
 }
 

@@ -16,7 +16,7 @@ import {
   type TestDatabase,
   testSubjectPrefix,
 } from '@assist-tee/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Outbox, startOutbox } from '../src/index.js';
 
 const logger = createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'silent' });
@@ -89,10 +89,13 @@ describe('the transactional outbox', () => {
       // Exactly once per event id, in the order they were written.
       const ids = seen.map((event) => event.message.eventId);
       expect(ids).toEqual([first.eventId, ...whileDown.map((event) => event.eventId)]);
-      // Publishing an event again is dropped by JetStream's duplicate window.
+      // Publishing an event again is dropped by JetStream's duplicate window. The stream
+      // delivers in order: a second copy would arrive before the event published next.
       await bus.publish('execution.started', first);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(events.events.map((event) => event.message.eventId)).toEqual(ids);
+      const next = started('00000000-0000-4000-8000-000000000006');
+      await bus.publish('execution.started', next);
+      await events.waitFor((all) => all.some((e) => e.message.eventId === next.eventId));
+      expect(events.events.map((event) => event.message.eventId)).toEqual([...ids, next.eventId]);
     } finally {
       await events.stop();
     }
@@ -100,16 +103,21 @@ describe('the transactional outbox', () => {
 
   it('publishes what is still pending when it is closed', async () => {
     await outbox.close();
-    // A relay that would not look again for a minute once its first pass is done.
-    outbox = startOutbox({ db, entity: ExecutionOutboxEntity, bus, logger, retryMs: 60_000 });
-    await new Promise((resolve) => setTimeout(resolve, 300));
     const events = await collectEvents(nats.url, prefix);
     try {
-      const last = started('00000000-0000-4000-8000-000000000006');
+      // An event the closed relay left: the next relay's first pass publishes it and then, with
+      // nothing asked of it, does not look again for a minute.
+      const left = started('00000000-0000-4000-8000-000000000007');
+      const leftEm = db.em();
+      outbox.add(leftEm, 'execution.started', left);
+      await leftEm.flush();
+      outbox = startOutbox({ db, entity: ExecutionOutboxEntity, bus, logger, retryMs: 60_000 });
+      await vi.waitFor(async () => expect(await pending()).toBe(0), { timeout: 10_000 });
+
+      const last = started('00000000-0000-4000-8000-000000000008');
       const em = db.em();
       outbox.add(em, 'execution.started', last);
       await em.flush();
-      await new Promise((resolve) => setTimeout(resolve, 300));
       expect(await pending()).toBe(1);
 
       await outbox.close();

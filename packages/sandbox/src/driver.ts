@@ -28,7 +28,8 @@ export interface SandboxDriverOptions {
   deployment?: string;
   /**
    * The runtime for sandboxes attached to a network, e.g. 'runsc-net' (runsc with
-   * --network=host, which gives the sandbox its container's network namespace: DESIGN §4).
+   * --network=host, which gives the sandbox its container's network namespace; see
+   * docs/host-facts.md).
    */
   networkRuntime?: string;
   /**
@@ -63,6 +64,11 @@ export interface SandboxSpec {
   hosts?: string[];
   /** Host files mounted read-only (e.g. a CA bundle). */
   files?: { source: string; target: string }[];
+  /**
+   * A second size-capped tmpfs (a setup's install directory), also the working directory.
+   * Its size counts against limits.memoryBytes, as /tmp's does.
+   */
+  scratch?: { target: string; bytes: number };
 }
 
 export interface BuildImageOptions {
@@ -234,7 +240,15 @@ export class SandboxDriver {
           const line = pending.slice(0, newline).trim();
           pending = pending.slice(newline + 1);
           if (line === '') continue;
-          const event = JSON.parse(line) as { stream?: string; error?: string };
+          // A throw here would be uncaught (a stream listener): a line that is not the
+          // engine's JSON (a proxy's error page, a cut connection) fails the build instead.
+          let event: { stream?: string; error?: string };
+          try {
+            event = JSON.parse(line) as typeof event;
+          } catch {
+            failure ??= `the engine sent a line that is not JSON: ${line.slice(0, 200)}`;
+            continue;
+          }
           if (event.stream !== undefined) output.push(event.stream);
           if (event.error !== undefined) failure ??= event.error;
         }
@@ -433,7 +447,7 @@ export class SandboxDriver {
       Cmd: spec.cmd,
       Env: spec.env,
       User: SANDBOX_USER,
-      WorkingDir: volume.target,
+      WorkingDir: spec.scratch?.target ?? volume.target,
       // Not the container id: user code learns nothing about the host from it.
       Hostname: 'sandbox',
       Labels: toDockerLabels(this.labelled(spec.labels)),
@@ -449,7 +463,10 @@ export class SandboxDriver {
         NetworkMode: networkMode,
         ExtraHosts: spec.hosts ?? [],
         ReadonlyRootfs: true,
-        Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpfsBytes}` },
+        Tmpfs: {
+          '/tmp': tmpfsOptions(limits.tmpfsBytes),
+          ...(spec.scratch && { [spec.scratch.target]: tmpfsOptions(spec.scratch.bytes) }),
+        },
         ShmSize: SHM_BYTES,
         Mounts: [
           volumeMount(volume.name, volume.target, volume.readOnly, this.labelled(spec.labels)),
@@ -578,6 +595,10 @@ export class SandboxDriver {
       if (status !== 404 && status !== 409) throw error;
     }
   }
+}
+
+function tmpfsOptions(bytes: number): string {
+  return `rw,nosuid,nodev,noexec,size=${bytes}`;
 }
 
 /**

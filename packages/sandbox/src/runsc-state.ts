@@ -8,7 +8,7 @@ const run = promisify(execFile);
 export interface RunscHost {
   /** The runsc binary. */
   path: string;
-  /** runsc's --root as the engine passes it (DESIGN §4: /var/run/docker/runtime-runc/moby). */
+  /** runsc's --root as the engine passes it (Docker's: /var/run/docker/runtime-runc/moby). */
   root: string;
 }
 
@@ -35,7 +35,8 @@ export async function listRunscSandboxes(host: RunscHost): Promise<RunscSandbox[
 }
 
 /**
- * Removes a sandbox that Docker no longer lists (a failed start can leave one, DESIGN §4):
+ * Removes a sandbox that Docker no longer lists (a failed start can leave one: see
+ * docs/host-facts.md):
  * runsc kills its sandbox and gofer processes and drops its state, then the containerd shim
  * that still waits on it is killed.
  */

@@ -7,8 +7,9 @@ export interface EngineRuntime {
 }
 
 /**
- * What makes an engine runtime the gVisor sandbox we intend (DESIGN §4): the runsc binary, with
- * the network mode given explicitly. Returns the problems; none means it is.
+ * What makes an engine runtime the gVisor sandbox we intend: the runsc binary, with the network
+ * mode given explicitly (runsc needs one on these hosts: docs/host-facts.md). Returns the
+ * problems; none means it is.
  */
 export function runtimeProblems(
   name: string,
@@ -42,6 +43,7 @@ export interface InspectedSandbox {
     PidsLimit?: number | null;
     Memory?: number;
     LogConfig?: { Type?: string };
+    Tmpfs?: Record<string, string> | null;
   };
   Mounts?: { Source?: string; Destination?: string }[];
 }
@@ -81,6 +83,10 @@ export function sandboxProblems(actual: InspectedSandbox, intended: IntendedSand
   expect((host.PidsLimit ?? 0) > 0, 'has no PID limit');
   expect((host.Memory ?? 0) > 0, 'has no memory limit');
   expect(host.LogConfig?.Type === 'none', `logs through "${host.LogConfig?.Type}"`);
+  // A tmpfs is memory; an uncapped one only stops at the memory limit.
+  for (const [target, options] of Object.entries(host.Tmpfs ?? {})) {
+    expect(/(^|,)size=[1-9]/.test(options), `has a tmpfs at ${target} without a size cap`);
+  }
   expect(actual.Config.User === intended.user, `runs as "${actual.Config.User}"`);
   for (const mount of actual.Mounts ?? []) {
     expect(

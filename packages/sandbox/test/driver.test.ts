@@ -89,6 +89,7 @@ describe('SandboxDriver against the engine', () => {
         CapAdd: ['NET_ADMIN'],
         Binds: ['/var/run/docker.sock:/var/run/docker.sock'],
         LogConfig: { Type: 'json-file', Config: {} },
+        Tmpfs: { '/tmp': 'rw,size=1048576', '/scratch': 'rw,noexec' },
       },
     });
     try {
@@ -109,6 +110,7 @@ describe('SandboxDriver against the engine', () => {
         'has no PID limit',
         'has no memory limit',
         'logs through "json-file"',
+        'has a tmpfs at /scratch without a size cap',
         'runs as ""',
         'mounts the Docker socket (/var/run/docker.sock)',
         'has the environment variable SERVICE_SECRET',

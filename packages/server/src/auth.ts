@@ -8,7 +8,9 @@ import {
 } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import type { Config } from '@assist-tee/config';
+import type { Logger } from '@assist-tee/logger';
 import type { ApiKeys, Principal } from './api-keys.js';
+import { concealError } from './errors.js';
 
 /** The tenant of calls without a key when TEE_ALLOW_NO_AUTH is set (development only). */
 export const ANONYMOUS_TENANT = 'dev';
@@ -22,25 +24,57 @@ const PRINCIPAL = createContextKey<Principal | undefined>(undefined, {
  * Missing or unknown → Unauthenticated. With `allowAnonymous` a call without the header acts
  * as the tenant "dev".
  */
+async function authenticate(
+  keys: ApiKeys,
+  allowAnonymous: boolean,
+  header: string | null,
+): Promise<Principal> {
+  if (header === null && allowAnonymous) return { kind: 'tenant', tenantId: ANONYMOUS_TENANT };
+  if (header === null) {
+    throw new ConnectError(
+      'an API key is required: send "Authorization: Bearer <key>"',
+      Code.Unauthenticated,
+    );
+  }
+  const key = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+  const principal = key === undefined ? undefined : await keys.verify(key);
+  if (principal === undefined) {
+    throw new ConnectError('the API key is not valid, or was revoked', Code.Unauthenticated);
+  }
+  return principal;
+}
+
+/**
+ * Checks the key of a call to the HTTP server once its headers are in, before its body is read:
+ * a caller without a valid key cannot make the process read, decompress or parse anything.
+ * Connect's `requestGate`; the refusal takes the form of each protocol's error.
+ */
+export function authGate(
+  keys: ApiKeys,
+  allowAnonymous: boolean,
+  logger: Logger,
+): (context: HandlerContext) => Promise<void> {
+  return async (context) => {
+    const header = context.requestHeader.get('authorization');
+    try {
+      context.values.set(PRINCIPAL, await authenticate(keys, allowAnonymous, header));
+    } catch (error) {
+      // The key store (Postgres) may be down: that is Unavailable, as for any handler.
+      throw concealError(logger, error, `${context.service.typeName}/${context.method.name}`);
+    }
+  };
+}
+
+/**
+ * The same check for calls that reach the services in memory (one process running several).
+ * Calls that came through `authGate` already carry their caller.
+ */
 export function authInterceptor(keys: ApiKeys, allowAnonymous: boolean): Interceptor {
   return (next) => async (request) => {
-    const header = request.header.get('authorization');
-    let principal: Principal | undefined;
-    if (header === null && allowAnonymous) {
-      principal = { kind: 'tenant', tenantId: ANONYMOUS_TENANT };
-    } else if (header === null) {
-      throw new ConnectError(
-        'an API key is required: send "Authorization: Bearer <key>"',
-        Code.Unauthenticated,
-      );
-    } else {
-      const key = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
-      principal = key === undefined ? undefined : await keys.verify(key);
-      if (principal === undefined) {
-        throw new ConnectError('the API key is not valid, or was revoked', Code.Unauthenticated);
-      }
+    if (request.contextValues.get(PRINCIPAL) === undefined) {
+      const header = request.header.get('authorization');
+      request.contextValues.set(PRINCIPAL, await authenticate(keys, allowAnonymous, header));
     }
-    request.contextValues.set(PRINCIPAL, principal);
     return next(request);
   };
 }

@@ -1,36 +1,71 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 
-/** Work of each tenant running at once in this process, up to a limit per tenant. */
+/**
+ * Work running at once in this process, up to a limit per key: per tenant, or for the whole
+ * instance under one key.
+ */
 export class ConcurrencyQuota {
   private readonly running = new Map<string, number>();
 
-  /** `what` names the work ("executions"), `setting` the variable that sets the limit. */
+  /**
+   * `what` names the work ("executions"), `setting` the variable that sets the limit, `whose`
+   * the holder of a key in the refusal ('tenant "acme"' by default).
+   */
   constructor(
     private readonly limit: number,
     private readonly what: string,
     private readonly setting: string,
+    private readonly whose: (key: string) => string = (key) => `tenant "${key}"`,
   ) {}
 
   /**
-   * Counts one more for the tenant, or fails with ResourceExhausted naming the quota when the
-   * tenant is at its limit. Call the returned function once the work is done.
+   * Counts one more for the key, or fails with ResourceExhausted naming the limit when the key
+   * is at it. Call the returned function once the work is done.
    */
-  acquire(tenantId: string): () => void {
-    const count = this.running.get(tenantId) ?? 0;
+  acquire(key: string): () => void {
+    const count = this.running.get(key) ?? 0;
     if (count >= this.limit) {
       throw new ConnectError(
-        `tenant "${tenantId}" already has ${this.limit} ${this.what} running (${this.setting}); try again when one has finished`,
+        `${this.whose(key)} already has ${this.limit} ${this.what} running (${this.setting}); try again when one has finished`,
         Code.ResourceExhausted,
       );
     }
-    this.running.set(tenantId, count + 1);
+    this.running.set(key, count + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.running.get(tenantId) ?? 1) - 1;
-      if (left === 0) this.running.delete(tenantId);
-      else this.running.set(tenantId, left);
+      const left = (this.running.get(key) ?? 1) - 1;
+      if (left === 0) this.running.delete(key);
+      else this.running.set(key, left);
     };
+  }
+}
+
+/** A limit on work running at once in this whole process: every tenant and the services' key. */
+export interface InstanceLimit {
+  /** Counts one more, or fails with ResourceExhausted; call the returned function when done. */
+  acquire(): () => void;
+}
+
+export function instanceLimit(limit: number, what: string, setting: string): InstanceLimit {
+  const quota = new ConcurrencyQuota(limit, what, setting, () => 'this instance');
+  return { acquire: () => quota.acquire('') };
+}
+
+/**
+ * Takes each limit in order (a tenant's quota, then the instance's), runs `work`, and gives
+ * back what was taken, also when a later limit refuses.
+ */
+export async function withinLimits<T>(
+  acquire: (() => () => void)[],
+  work: () => Promise<T>,
+): Promise<T> {
+  const releases: (() => void)[] = [];
+  try {
+    for (const take of acquire) releases.push(take());
+    return await work();
+  } finally {
+    for (const release of releases) release();
   }
 }

@@ -51,20 +51,22 @@ export async function retryWhileUnreachable<T>(
 }
 
 /**
- * Lets ConnectErrors through; a backing service that cannot be reached becomes Unavailable
+ * Lets a ConnectError through; a backing service that cannot be reached becomes Unavailable
  * (callers retry), anything else a generic Internal error. Either is logged here, so no stack
- * or internal detail reaches a caller. Covers streamed responses too.
+ * or internal detail reaches a caller.
  */
+export function concealError(logger: Logger, error: unknown, procedure: string): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (isUnreachable(error)) {
+    logger.warn({ err: error, procedure }, 'a backing service is unreachable');
+    return new ConnectError('a backing service is unavailable; try again', Code.Unavailable);
+  }
+  logger.error({ err: error, procedure }, 'unhandled error in a handler');
+  return new ConnectError('internal error', Code.Internal);
+}
+
+/** concealError for every handler, streamed responses included. */
 export function errorInterceptor(logger: Logger): Interceptor {
-  const conceal = (error: unknown, procedure: string): ConnectError => {
-    if (error instanceof ConnectError) return error;
-    if (isUnreachable(error)) {
-      logger.warn({ err: error, procedure }, 'a backing service is unreachable');
-      return new ConnectError('a backing service is unavailable; try again', Code.Unavailable);
-    }
-    logger.error({ err: error, procedure }, 'unhandled error in a handler');
-    return new ConnectError('internal error', Code.Internal);
-  };
   return (next) => async (request) => {
     const procedure = `${request.service.typeName}/${request.method.name}`;
     try {
@@ -77,12 +79,12 @@ export function errorInterceptor(logger: Logger): Interceptor {
           try {
             yield* messages;
           } catch (error) {
-            throw conceal(error, procedure);
+            throw concealError(logger, error, procedure);
           }
         })(),
       };
     } catch (error) {
-      throw conceal(error, procedure);
+      throw concealError(logger, error, procedure);
     }
   };
 }

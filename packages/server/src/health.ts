@@ -1,4 +1,4 @@
-/** One dependency a process needs, checked by GET /healthz. */
+/** One dependency a process needs, checked by GET /readyz (and /healthz) and gRPC health. */
 export interface HealthCheck {
   name: string;
   /** Resolves when the dependency is reachable; rejects with the reason otherwise. */
@@ -29,14 +29,14 @@ export async function checkHealth(checks: HealthCheck[], timeoutMs = 2_000): Pro
 }
 
 /** The part of an HTTP/1.1 or HTTP/2 response that a health answer needs. */
-interface HealthResponse {
+export interface HealthResponse {
   writeHead(status: number, headers: Record<string, string>): unknown;
   end(body: string): unknown;
 }
 
 /**
- * 200 with every check "ok", or 503 with the reason of each failing check. Warnings (an
- * insecure development setting) are listed whatever the status.
+ * Readiness: 200 with every check "ok", or 503 with the reason of each failing check. Warnings
+ * (an insecure development setting) are listed whatever the status.
  */
 export async function serveHealth(
   checks: HealthCheck[],
@@ -44,13 +44,23 @@ export async function serveHealth(
   warnings: readonly string[] = [],
 ): Promise<void> {
   const report = await checkHealth(checks);
-  const body = JSON.stringify({
-    status: report.ok ? 'ok' : 'unavailable',
-    checks: report.checks,
-    ...(warnings.length > 0 ? { warnings } : {}),
-  });
-  response.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' });
-  response.end(body);
+  const status = report.ok ? 'ok' : 'unavailable';
+  writeHealth(response, report.ok ? 200 : 503, { status, checks: report.checks }, warnings);
+}
+
+/** Liveness: the process answers, whatever its dependencies say. */
+export function serveLiveness(response: HealthResponse, warnings: readonly string[] = []): void {
+  writeHealth(response, 200, { status: 'ok' }, warnings);
+}
+
+function writeHealth(
+  response: HealthResponse,
+  status: number,
+  body: object,
+  warnings: readonly string[],
+): void {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(JSON.stringify({ ...body, ...(warnings.length > 0 ? { warnings } : {}) }));
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

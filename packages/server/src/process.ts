@@ -1,13 +1,21 @@
-import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  type ConnectRouter,
+  type Interceptor,
+} from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { loadConfig, type Config } from '@assist-tee/config';
 import { connectEventBus, type EventBus } from '@assist-tee/events';
 import { createLogger, type Logger } from '@assist-tee/logger';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
 import { type ApiKeys, openApiKeys } from './api-keys.js';
-import { authInterceptor } from './auth.js';
+import { authGate, authInterceptor } from './auth.js';
 import { errorInterceptor } from './errors.js';
-import { serveHealth, type HealthCheck } from './health.js';
+import type { HealthCheck } from './health.js';
+import { healthEndpoints } from './health-endpoints.js';
+import { SandboxMemory } from './sandbox-memory.js';
 import { startHttpServer } from './http-server.js';
 
 /** What a process shares between the services it runs. */
@@ -19,6 +27,8 @@ export interface Infrastructure {
   apiKeys: ApiKeys;
   /** Checks every call's API key; services running in one process call each other through it. */
   authInterceptor: Interceptor;
+  /** Memory of every sandbox this process runs (TEE_SANDBOX_MEMORY_MB), shared by its services. */
+  sandboxMemory: SandboxMemory;
 }
 
 /** One Connect service and its background work, as a process runs it. */
@@ -27,7 +37,7 @@ export interface Service {
   routes(router: ConnectRouter): void;
   /** Dependencies of this service beyond the shared ones (NATS, Docker). */
   readonly healthChecks: HealthCheck[];
-  /** Insecure settings in force, shown by /healthz. */
+  /** Insecure settings in force, shown by /livez, /readyz and /healthz. */
   readonly warnings?: readonly string[];
   /** Starts background work, such as event consumers. */
   start(): Promise<void>;
@@ -58,7 +68,7 @@ export interface StartProcessOptions {
   createServices(infrastructure: Infrastructure): Promise<Service[]>;
 }
 
-/** Logged at start, with every execution, and shown by /healthz while TEE_ALLOW_NO_AUTH is set. */
+/** Logged at start, with every execution, and shown by /readyz while TEE_ALLOW_NO_AUTH is set. */
 export const NO_AUTH_WARNING =
   'INSECURE: calls without an API key are accepted, as the tenant "dev"; TEE_ALLOW_NO_AUTH is for development only';
 
@@ -109,6 +119,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       sandbox,
       apiKeys,
       authInterceptor: auth,
+      sandboxMemory: new SandboxMemory(config.capacity.sandboxMemoryMb),
     };
 
     const services = await options.createServices(infrastructure);
@@ -117,11 +128,18 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       await service.start();
     }
 
-    const healthChecks: HealthCheck[] = [
+    const sharedChecks: HealthCheck[] = [
       { name: 'nats', check: () => bus.ping() },
       { name: 'docker', check: () => sandbox.ping() },
-      ...services.flatMap((service) => service.healthChecks),
     ];
+    const readiness = {
+      checks: [...sharedChecks, ...services.flatMap((service) => service.healthChecks)],
+      services: new Map(
+        services.flatMap((service) =>
+          serviceNames(service).map((name) => [name, [...sharedChecks, ...service.healthChecks]]),
+        ),
+      ),
+    };
     if (config.auth.allowAnonymous) logger.warn(NO_AUTH_WARNING);
     const warnings = [
       ...new Set([
@@ -129,22 +147,27 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
         ...(config.auth.allowAnonymous ? [NO_AUTH_WARNING] : []),
       ]),
     ];
+    // Aborted once the work in hand is drained: handlers still waiting (a Watch) end.
+    const shutdown = new AbortController();
     const handler = connectNodeAdapter({
       routes: (router) => services.forEach((service) => service.routes(router)),
+      // The key is checked before the body is read; the interceptor then finds the caller set.
+      requestGate: authGate(apiKeys, config.auth.allowAnonymous, logger),
       interceptors: [errorInterceptor(logger), auth],
-      fallback: (request, response) => {
-        if (request.method === 'GET' && request.url === '/healthz') {
-          void serveHealth(healthChecks, response, warnings);
-          return;
-        }
-        response.writeHead(404, { 'content-type': 'text/plain' });
-        response.end('not found\n');
-      },
+      readMaxBytes: config.http.maxRequestBytes,
+      maxTimeoutMs: config.http.maxCallTimeoutMs,
+      shutdownSignal: shutdown.signal,
+      fallback: healthEndpoints({ readiness, warnings, logger, shutdownSignal: shutdown.signal }),
     });
     const server = await startHttpServer({
       host: config.http.host,
       port: config.http.port,
       handler,
+      timeouts: {
+        headersMs: config.http.headersTimeoutMs,
+        requestMs: config.http.requestTimeoutMs,
+        idleMs: config.http.idleTimeoutMs,
+      },
     });
     cleanups.push(() => server.close(RESPONSE_FLUSH_MS));
     const url = `http://${config.http.host}:${server.port}`;
@@ -158,6 +181,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       for (const drain of drains) {
         if (drain.status === 'rejected') logger.error({ err: drain.reason }, 'draining failed');
       }
+      shutdown.abort(new ConnectError('the server is shutting down', Code.Unavailable));
       await stopAll();
     };
     return { port: server.port, url, infrastructure, stop: () => (stopping ??= stop()) };
@@ -165,6 +189,13 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
     await stopAll();
     throw error;
   }
+}
+
+/** The full names of the Connect services `service` serves, e.g. `assist_tee.v1.ExecutionService`. */
+function serviceNames(service: Service): string[] {
+  const router = createConnectRouter();
+  service.routes(router);
+  return [...new Set(router.handlers.map((handler) => handler.service.typeName))];
 }
 
 /**

@@ -27,6 +27,17 @@ export async function deleteTestStream(servers: string, streamName: string): Pro
   }
 }
 
+/** How many messages a stream holds: one per event id, unless a duplicate got through. */
+export async function streamMessageCount(servers: string, streamName: string): Promise<number> {
+  const nc = await connectForTest(servers);
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info(streamName)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
 export interface CollectedEvents {
   /** Every event under the prefix so far, oldest first, including those before the call. */
   readonly events: ReceivedEvent[];
@@ -37,6 +48,11 @@ export interface CollectedEvents {
     predicate: (events: ReceivedEvent[]) => boolean,
     timeoutMs?: number,
   ): Promise<ReceivedEvent[]>;
+  /**
+   * Resolves with the events once every message the stream holds now has been collected, so
+   * that a test can assert what did not arrive; rejects after timeoutMs.
+   */
+  caughtUp(timeoutMs?: number): Promise<ReceivedEvent[]>;
   stop(): Promise<void>;
 }
 
@@ -59,9 +75,11 @@ export async function collectEvents(servers: string, prefix: string): Promise<Co
   const events: ReceivedEvent[] = [];
   const undecodable: string[] = [];
   const waiters = new Set<() => void>();
+  let lastSequence = 0;
 
   const loop = (async () => {
     for await (const msg of messages) {
+      lastSequence = msg.seq;
       try {
         const decoded = decodeEvent(prefix, msg.subject, msg.data);
         events.push({
@@ -77,25 +95,32 @@ export async function collectEvents(servers: string, prefix: string): Promise<Co
     }
   })();
 
+  const until = (done: () => boolean, timeoutMs: number) =>
+    new Promise<ReceivedEvent[]>((resolve, reject) => {
+      const check = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve(events);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        const seen = events.map((event) => event.type).join(', ') || 'none';
+        reject(new Error(`events did not arrive within ${timeoutMs} ms; seen: ${seen}`));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+
   return {
     events,
     undecodable,
-    waitFor: (predicate, timeoutMs = 10_000) =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (!predicate(events)) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve(events);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          const seen = events.map((event) => event.type).join(', ') || 'none';
-          reject(new Error(`events did not arrive within ${timeoutMs} ms; seen: ${seen}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
+    waitFor: (predicate, timeoutMs = 10_000) => until(() => predicate(events), timeoutMs),
+    caughtUp: async (timeoutMs = 10_000) => {
+      const jsm = await jetstreamManager(nc);
+      const { state } = await jsm.streams.info(eventStreamName(prefix));
+      return until(() => lastSequence >= state.last_seq, timeoutMs);
+    },
     stop: async () => {
       void messages.close();
       await loop;

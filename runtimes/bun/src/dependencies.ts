@@ -1,10 +1,21 @@
-import type { Dependencies, InstallPlan } from '@assist-tee/runtime-core';
+import { type Dependencies, type InstallPlan, parseNpmSpecifier } from '@assist-tee/runtime-core';
+
+/** The package.json the service writes for an environment: its npm dependencies, nothing else. */
+export function bunManifest(dependencies: Dependencies): string {
+  const versions: Record<string, string> = {};
+  for (const spec of dependencies.npm) {
+    const parsed = parseNpmSpecifier(spec);
+    if (typeof parsed === 'string') throw new Error(parsed);
+    versions[parsed.name] = parsed.range ?? 'latest';
+  }
+  return `${JSON.stringify({ name: 'assist-tee-environment', private: true, dependencies: versions }, null, 2)}\n`;
+}
 
 /**
- * `bun add` in the code directory: node_modules, package.json and bun.lock land in the volume
- * next to the modules, where Bun's resolution finds them. --ignore-scripts: no lifecycle script
- * runs, whatever an uploaded package.json or a dependency's trustedDependencies say. The
- * package cache is in the setup sandbox's /tmp, so files are copied, not linked.
+ * `bun install` of a generated package.json: node_modules, package.json and bun.lock land in the
+ * volume next to the modules, where Bun's resolution finds them. --ignore-scripts: no lifecycle
+ * script runs, whatever a dependency's trustedDependencies say. The package cache is in the
+ * setup sandbox's /tmp, so files are copied, not linked.
  */
 export function bunInstallPlan(dependencies: Dependencies, bunfig: string): InstallPlan {
   if (dependencies.url.length > 0) {
@@ -12,24 +23,18 @@ export function bunInstallPlan(dependencies: Dependencies, bunfig: string): Inst
     throw new Error('Bun cannot import modules by URL');
   }
   return {
-    files: [],
-    cmd: [
-      // The image's config, not a bunfig.toml among the uploaded modules.
+    files: [{ path: 'package.json', content: bunManifest(dependencies) }],
+    install: [
+      // The image's config, never a bunfig.toml of the caller's.
       `--config=${bunfig}`,
-      'add',
+      'install',
       '--ignore-scripts',
       '--no-progress',
       '--backend=copyfile',
       '--save-text-lockfile',
-      ...dependencies.npm,
     ],
-    env: [
-      'HOME=/tmp',
-      'BUN_INSTALL_CACHE_DIR=/tmp/bun-cache',
-      'NO_COLOR=1',
-      'DO_NOT_TRACK=1',
-      'PATH=/usr/bin',
-    ],
+    // The setup sandbox's environment already has HOME, the cache and TMPDIR in /tmp.
+    installEnv: [],
     lockfile: 'bun.lock',
   };
 }

@@ -4,6 +4,7 @@ import {
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   type RuntimeImageDefinition,
+  SETUP_SCRIPT_PATH,
   runtimeImageTag,
   type SandboxRuntime,
 } from '@assist-tee/runtime-core';
@@ -44,6 +45,15 @@ const RUN_FLAGS = [
   `--tsconfig-override=${TSCONFIG_PATH}`,
   '--no-env-file',
   '--no-addons',
+];
+
+// The setup script runs with the image's config, and no .env file, like an execution.
+const SETUP_FLAGS = [
+  'run',
+  '--no-install',
+  `--config=${BUNFIG_PATH}`,
+  '--no-env-file',
+  SETUP_SCRIPT_PATH,
 ];
 
 const BUN_ENV = [
@@ -88,4 +98,6 @@ export const bunRuntime: SandboxRuntime = {
   // Dependencies are in /code/node_modules, where Bun's resolution looks anyway.
   env: () => [...BUN_ENV],
   installPlan: (dependencies) => bunInstallPlan(dependencies, BUNFIG_PATH),
+  setupCommand: SETUP_FLAGS,
+  setupEnv: BUN_ENV,
 };

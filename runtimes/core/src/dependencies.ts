@@ -11,14 +11,18 @@ export function hasDependencies(dependencies: Dependencies | undefined): boolean
   return (dependencies?.npm.length ?? 0) + (dependencies?.url.length ?? 0) > 0;
 }
 
-/** What a runtime runs, in a setup sandbox with network, to install dependencies into the volume. */
+/**
+ * How a runtime installs dependencies: the package manager the setup script runs, in a setup
+ * sandbox with network, in an install directory at CODE_DIR whose result it copies into the
+ * volume (the paths an execution sees are the paths the install wrote).
+ */
 export interface InstallPlan {
-  /** Generated files written next to the modules first (dependency list, import map, …). */
+  /** The generated manifest (dependency list, import map, …), relative to CODE_DIR. */
   files: { path: string; content: string }[];
-  /** Arguments after the image's entrypoint. */
-  cmd: string[];
-  /** The install's own environment; the service adds registry, CA bundle and proxy settings. */
-  env: string[];
+  /** Arguments after the runtime's binary. */
+  install: string[];
+  /** The package manager's own environment, on top of the setup sandbox's. */
+  installEnv: string[];
   /** Where the resolved lockfile lands, relative to the volume's root. */
   lockfile: string;
 }

@@ -24,6 +24,7 @@ import {
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   SANDBOX_UID,
+  SETUP_SCRIPT_PATH,
   type SandboxRuntimeName,
 } from './runtime.js';
 
@@ -47,6 +48,8 @@ export interface RuntimeImageDefinition {
 
 /** The runner's runtime-agnostic core (runner/core.ts of this package). */
 export const RUNNER_CORE_FILE = new URL('../runner/core.ts', import.meta.url);
+/** The setup script (runner/setup.ts of this package). */
+export const SETUP_SCRIPT_FILE = new URL('../runner/setup.ts', import.meta.url);
 
 export const SANDBOX_PASSWD = `root:x:0:0:root:/root:/sbin/nologin
 sandbox:x:${SANDBOX_UID}:${SANDBOX_UID}:sandbox:/tmp:/sbin/nologin
@@ -79,7 +82,8 @@ export function runtimeImageTag(definition: RuntimeImageDefinition): string {
 /**
  * Builds the runtime's image unless it exists, and returns its tag. The image is FROM scratch:
  * the binary, the shared libraries it links, /etc/passwd and /etc/group with the sandbox user,
- * the runner in /runner, and empty /code and /tmp. No shell, no package manager.
+ * the runner and the setup script in /runner, and empty /code and /tmp. No shell, no package
+ * manager.
  */
 export async function buildRuntimeImage(
   driver: SandboxDriver,
@@ -142,6 +146,7 @@ function runnerFiles(definition: RuntimeImageDefinition): [string, string][] {
   const files: [string, string][] = [
     [RUNNER_CORE_PATH, readFileSync(RUNNER_CORE_FILE, 'utf8')],
     [RUNNER_ENTRY_PATH, readFileSync(definition.runnerEntry, 'utf8')],
+    [SETUP_SCRIPT_PATH, readFileSync(SETUP_SCRIPT_FILE, 'utf8')],
   ];
   for (const [name, content] of Object.entries(definition.runnerFiles ?? {})) {
     const path = `${RUNNER_DIR}/${name}`;

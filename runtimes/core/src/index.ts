@@ -5,6 +5,8 @@ export {
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   SANDBOX_UID,
+  SETUP_SCRIPT_PATH,
+  SETUP_VOLUME_DIR,
   type RunOptions,
   type SandboxRuntime,
   type SandboxRuntimeName,
@@ -25,3 +27,4 @@ export {
 } from './image.js';
 export { runBuildImageCommand } from './build-image-command.js';
 export * from './dependencies.js';
+export type { SetupRequest, SetupResult } from './setup-protocol.js';

@@ -27,6 +27,11 @@ export interface SandboxRuntime {
   env(run: RunOptions): string[];
   /** How setup installs `dependencies` into the environment's volume. */
   installPlan(dependencies: Dependencies): InstallPlan;
+  /** Arguments after the image's entrypoint that run the setup script (SETUP_SCRIPT_PATH); the
+   * request goes after them. */
+  setupCommand: string[];
+  /** The setup script's own environment; the service adds registry, CA bundle and proxy settings. */
+  setupEnv: string[];
 }
 
 /** Every runtime a service can run, by name. */
@@ -43,5 +48,9 @@ export const CODE_DIR = '/code';
 export const RUNNER_DIR = '/runner';
 export const RUNNER_ENTRY_PATH = `${RUNNER_DIR}/runner.ts`;
 export const RUNNER_CORE_PATH = `${RUNNER_DIR}/core.ts`;
+/** The setup script (runner/setup.ts of this package) in every image. */
+export const SETUP_SCRIPT_PATH = `${RUNNER_DIR}/setup.ts`;
+/** Where a setup sandbox mounts the environment's volume; CODE_DIR is its install directory. */
+export const SETUP_VOLUME_DIR = '/volume';
 /** Uid/gid of the sandbox user in the images: the one the driver runs containers as. */
 export const SANDBOX_UID = SANDBOX_ID;

@@ -96,7 +96,7 @@ describe('the image', () => {
     );
   });
 
-  test('holds the binary, its libraries, the users, the runner and empty /code and /tmp', async () => {
+  test('holds the binary, its libraries, the users, the runner, the setup script and empty /code and /tmp', async () => {
     const context = join(dir, 'context');
     const libraries = await assembleImageContext(definition, context);
     expect(libraries).toContain('/lib64/ld-linux-x86-64.so.2');
@@ -116,6 +116,7 @@ describe('the image', () => {
       'config.toml',
       'core.ts',
       'runner.ts',
+      'setup.ts',
     ]);
     expect(await readFile(join(rootfs, 'runner/core.ts'), 'utf8')).toContain(
       'export function startRunner(',
@@ -138,7 +139,9 @@ describe('findRuntime', () => {
     codeDir: '/code',
     command: () => [],
     env: () => [],
-    installPlan: () => ({ files: [], cmd: [], env: [], lockfile: '' }),
+    installPlan: () => ({ files: [], install: [], installEnv: [], lockfile: '' }),
+    setupCommand: [],
+    setupEnv: [],
   });
   const runtimes = { deno: runtime('deno'), bun: runtime('bun') };
 

@@ -2,6 +2,8 @@ import { type Dependencies, type InstallPlan, parseNpmSpecifier } from '@assist-
 
 // Generated files live next to the modules in a directory no module path may use (module
 // paths never start with "."); DENO_DIR is in the volume so executions find the cache there.
+// The install writes these paths in the setup sandbox's install directory, and the setup
+// script copies them into the volume.
 export const DENO_DEPENDENCIES_DIR = '.assist-tee';
 export const DENO_DEPENDENCY_CACHE_DIR = '/code/.deno';
 const IMPORT_MAP = `/code/${DENO_DEPENDENCIES_DIR}/import_map.json`;
@@ -27,7 +29,7 @@ export function denoInstallPlan(dependencies: Dependencies): InstallPlan {
       { path: `${DENO_DEPENDENCIES_DIR}/dependencies.ts`, content: importAll.join('') },
       { path: `${DENO_DEPENDENCIES_DIR}/import_map.json`, content: JSON.stringify({ imports }) },
     ],
-    cmd: [
+    install: [
       'cache',
       '--quiet',
       '--no-config',
@@ -36,13 +38,7 @@ export function denoInstallPlan(dependencies: Dependencies): InstallPlan {
       `/code/${DENO_DEPENDENCIES_DIR}/dependencies.ts`,
       ...dependencies.url,
     ],
-    env: [
-      `DENO_DIR=${DENO_DEPENDENCY_CACHE_DIR}`,
-      'HOME=/tmp',
-      'NO_COLOR=1',
-      'DENO_NO_UPDATE_CHECK=1',
-      'PATH=/usr/bin',
-    ],
+    installEnv: [`DENO_DIR=${DENO_DEPENDENCY_CACHE_DIR}`],
     lockfile: LOCKFILE,
   };
 }

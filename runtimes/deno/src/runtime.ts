@@ -4,6 +4,8 @@ import {
   RUNNER_DIR,
   RUNNER_ENTRY_PATH,
   type RuntimeImageDefinition,
+  SETUP_SCRIPT_PATH,
+  SETUP_VOLUME_DIR,
   runtimeImageTag,
   type SandboxRuntime,
 } from '@assist-tee/runtime-core';
@@ -36,6 +38,24 @@ const RUN_FLAGS = [
   '--no-code-cache',
   `--allow-read=${CODE_DIR},${RUNNER_DIR}`,
   '--allow-env',
+];
+
+// The setup script (ours, not user code) reads and writes the install directory and the volume
+// and runs the package manager (deno itself); nothing is fetched for the script.
+const SETUP_FLAGS = [
+  'run',
+  '--quiet',
+  '--no-prompt',
+  '--no-config',
+  '--no-lock',
+  '--no-remote',
+  '--no-npm',
+  '--allow-read',
+  `--allow-write=${CODE_DIR},${SETUP_VOLUME_DIR}`,
+  '--allow-env',
+  `--allow-run=${DENO_BINARY_PATH}`,
+  '--allow-sys',
+  SETUP_SCRIPT_PATH,
 ];
 
 const DENO_ENV = [
@@ -84,4 +104,6 @@ export const denoRuntime: SandboxRuntime = {
     ...(dependencies ? [`DENO_DIR=${DENO_DEPENDENCY_CACHE_DIR}`] : []),
   ],
   installPlan: denoInstallPlan,
+  setupCommand: SETUP_FLAGS,
+  setupEnv: DENO_ENV,
 };

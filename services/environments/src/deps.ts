@@ -5,7 +5,7 @@ import type { Logger } from '@assist-tee/logger';
 import type { Outbox } from '@assist-tee/outbox';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { ConcurrencyQuota, InFlight } from '@assist-tee/server';
+import type { ConcurrencyQuota, InFlight, InstanceLimit, SandboxMemory } from '@assist-tee/server';
 
 /** What the EnvironmentService's handlers work with. */
 export interface EnvironmentsDeps {
@@ -22,6 +22,10 @@ export interface EnvironmentsDeps {
   work: InFlight;
   /** Setups each tenant may run at once (TEE_QUOTA_CONCURRENT_SETUPS). */
   setupQuota: ConcurrencyQuota;
+  /** Setups this instance runs at once, over all tenants (TEE_MAX_RUNNING_SETUPS). */
+  runningSetups: InstanceLimit;
+  /** The memory of this process's sandboxes; an install holds its share while it runs. */
+  memory: SandboxMemory;
   /** Insecure development settings in force (no gVisor, no API keys): logged with each setup. */
   warnings: readonly string[];
 }

@@ -9,6 +9,7 @@ import { denoRuntime } from '@assist-tee/runtime-deno';
 import {
   abortReason,
   ConcurrencyQuota,
+  instanceLimit,
   InFlight,
   type Infrastructure,
   isUnreachable,
@@ -69,6 +70,12 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
       'setups',
       'TEE_QUOTA_CONCURRENT_SETUPS',
     ),
+    runningSetups: instanceLimit(
+      config.capacity.maxRunningSetups,
+      'setups',
+      'TEE_MAX_RUNNING_SETUPS',
+    ),
+    memory: infrastructure.sandboxMemory,
     warnings,
   };
   let consumer: Consumption | undefined;

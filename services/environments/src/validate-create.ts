@@ -4,6 +4,7 @@ import { type CreateEnvironmentRequest, Runtime } from '@assist-tee/proto';
 import { describeAddress, isPublicAddress, parseAllowNetEntry } from '@assist-tee/egress';
 import { type Dependencies, parseNpmSpecifier } from '@assist-tee/runtime-core';
 import { invalidArgument } from '@assist-tee/server';
+import { manifestPathProblem } from './manifest-paths.js';
 
 export interface ModuleFile {
   path: string;
@@ -102,7 +103,7 @@ export function validateCreateRequest(
   let modulesSizeBytes = 0;
   const modules = entries.map(([path, content]) => {
     const field = `modules[${JSON.stringify(path)}]`;
-    const problem = modulePathProblem(path, limits.maxPathLength);
+    const problem = modulePathProblem(path, limits.maxPathLength) ?? manifestPathProblem(path);
     if (problem !== undefined) throw invalidArgument(field, problem);
     const size = Buffer.byteLength(content, 'utf8');
     if (size > limits.maxFileBytes) {
@@ -121,7 +122,7 @@ export function validateCreateRequest(
   validateLabels(request.labels);
 
   if (request.mainModule === '') throw invalidArgument('main_module', 'is required');
-  if (!(request.mainModule in request.modules)) {
+  if (!Object.hasOwn(request.modules, request.mainModule)) {
     throw invalidArgument(
       'main_module',
       `${JSON.stringify(request.mainModule)} is not one of the modules`,
@@ -221,6 +222,9 @@ export function modulePathProblem(path: string, maxLength: number): string | und
   if (path.length > maxLength) return `path is longer than ${maxLength} characters`;
   if (path.startsWith('/')) return 'path must be relative, not absolute';
   if (path.includes('\\')) return 'path must use "/" as separator';
+  // JavaScript treats this key of a plain object as its prototype (Object.assign, object
+  // literals): somewhere between a client and the volume the module would silently vanish.
+  if (path === '__proto__') return 'path must not be "__proto__"';
   for (const segment of path.split('/')) {
     if (segment === '') return 'path must not contain empty segments';
     if (segment === '..' || segment === '.') return `path must not contain "${segment}"`;

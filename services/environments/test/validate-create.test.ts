@@ -1,4 +1,4 @@
-import { create } from '@bufbuild/protobuf';
+import { create, fromJsonString } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { loadConfig } from '@assist-tee/config';
 import { CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/proto';
@@ -134,6 +134,85 @@ describe('validateCreateRequest', () => {
     );
     expect(rejection({ modules: { ...many, 'main.ts': 'x' } }).rawMessage).toMatch(
       /^modules: at most/,
+    );
+  });
+});
+
+describe('modules a runtime or package manager reads as configuration', () => {
+  it.each([
+    ['package.json', 'npm, Bun and Deno'],
+    ['package-lock.json', 'npm and Bun (which migrates it)'],
+    ['npm-shrinkwrap.json', 'npm'],
+    ['yarn.lock', 'Yarn and Bun (which migrates it)'],
+    ['pnpm-lock.yaml', 'pnpm and Bun (which migrates it)'],
+    ['pnpm-workspace.yaml', 'pnpm and Bun'],
+    ['bun.lock', 'Bun'],
+    ['bun.lockb', 'Bun'],
+    ['bunfig.toml', 'Bun'],
+    ['deno.json', 'Deno'],
+    ['deno.jsonc', 'Deno'],
+    ['deno.lock', 'Deno'],
+    ['tsconfig.json', 'Bun and Deno (compilerOptions.paths)'],
+    ['jsconfig.json', 'Bun and Deno (compilerOptions.paths)'],
+    ['lib/deep/package.json', 'npm, Bun and Deno'],
+  ])('refuses %s at any depth, on both runtimes', (path, readers) => {
+    const name = path.split('/').at(-1)!;
+    for (const runtime of [Runtime.DENO, Runtime.BUN]) {
+      const error = rejection({ runtime, modules: { 'main.ts': 'x', [path]: '{}' } });
+      expect(error.code).toBe(Code.InvalidArgument);
+      expect(error.rawMessage).toBe(
+        `modules[${JSON.stringify(path)}]: ${JSON.stringify(name)} is read by ${readers} as configuration; dependencies go in dependencies.npm`,
+      );
+    }
+  });
+
+  it.each(['node_modules/is-number/index.js', 'lib/node_modules/x.ts'])(
+    'refuses %s: installed packages are generated',
+    (path) => {
+      expect(rejection({ modules: { 'main.ts': 'x', [path]: 'x' } }).rawMessage).toBe(
+        `modules[${JSON.stringify(path)}]: is inside node_modules, where Bun and Deno resolve installed packages; dependencies go in dependencies.npm`,
+      );
+    },
+  );
+
+  it('accepts names that only look alike', () => {
+    const modules = {
+      'main.ts': 'x',
+      'package.ts': 'x',
+      'lib/deno.json.ts': 'x',
+      'node_modules.ts': 'x',
+      'import_map.json': '{}',
+    };
+    expect(validateCreateRequest(request({ modules }), limits).modules).toHaveLength(5);
+  });
+});
+
+describe('module map keys that are not plain names', () => {
+  it('refuses a main module that is only on the prototype of the map', () => {
+    for (const mainModule of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      const error = rejection({ mainModule });
+      expect(error.rawMessage).toBe(
+        `main_module: ${JSON.stringify(mainModule)} is not one of the modules`,
+      );
+    }
+  });
+
+  it('refuses a module named __proto__, as the JSON API decodes it', () => {
+    const decoded = fromJsonString(
+      CreateEnvironmentRequestSchema,
+      '{"runtime":"RUNTIME_DENO","mainModule":"main.ts","modules":{"main.ts":"x","__proto__":"y"}}',
+    );
+    expect(Object.keys(decoded.modules)).toContain('__proto__');
+    let refused: unknown;
+    try {
+      validateCreateRequest(decoded, limits);
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(ConnectError);
+    expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refused as ConnectError).rawMessage).toBe(
+      'modules["__proto__"]: path must not be "__proto__"',
     );
   });
 });

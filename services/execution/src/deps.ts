@@ -7,7 +7,7 @@ import type { Outbox } from '@assist-tee/outbox';
 import type { EnvironmentService } from '@assist-tee/proto';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { ConcurrencyQuota, InFlight } from '@assist-tee/server';
+import type { ConcurrencyQuota, InFlight, InstanceLimit, SandboxMemory } from '@assist-tee/server';
 import type { Egress } from './egress.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -30,6 +30,10 @@ export interface ExecutionDeps {
   work: InFlight;
   /** Executions each tenant may run at once (TEE_QUOTA_CONCURRENT_EXECUTIONS). */
   executionQuota: ConcurrencyQuota;
+  /** Executions this instance runs at once, over all callers (TEE_MAX_RUNNING_EXECUTIONS). */
+  runningExecutions: InstanceLimit;
+  /** The memory of this process's sandboxes, running and warm (TEE_SANDBOX_MEMORY_MB). */
+  memory: SandboxMemory;
   /** Insecure development settings in force (no gVisor, no API keys): logged with each run. */
   warnings: readonly string[];
   /** The EnvironmentService: the execution service never reads the environments table. */

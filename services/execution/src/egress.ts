@@ -1,19 +1,13 @@
 import { isIP } from 'node:net';
 import type { Config } from '@assist-tee/config';
-import {
-  closeBridgeToHost,
-  closeHostPort,
-  closeHostPortsOf,
-  openHostPort,
-  parseAllowNet,
-  startEgressProxy,
-} from '@assist-tee/egress';
+import { closeBridge, parseAllowNet, setOpenings, startEgressProxy } from '@assist-tee/egress';
 import type { Logger } from '@assist-tee/logger';
 import type { SandboxDriver } from '@assist-tee/sandbox';
 
 /**
  * The network of sandboxes with `allow_net`: internal (no route out), inter-container traffic
- * off, and closed to the host by the firewall except for the egress proxy's port.
+ * off, and closed by the firewall to the host, except for the egress proxy's port, and to
+ * everything it could route to.
  */
 export const EGRESS_NETWORK = { name: 'assist-tee-egress', bridge: 'tee-egress0', internal: true };
 
@@ -42,17 +36,18 @@ export async function startEgress(
   driver: SandboxDriver,
   config: Config['egress'],
   logger: Logger,
-  /** This process's instance id: it owns the firewall rule for its proxy port. */
+  /**
+   * This process's instance id: it owns the firewall opening for its proxy port, and replaces
+   * the one a killed process of the same instance left.
+   */
   instanceId: string,
 ): Promise<Egress> {
   const network = await driver.ensureNetwork(EGRESS_NETWORK);
-  await closeBridgeToHost(network.bridge);
+  await closeBridge({ bridge: network.bridge, outbound: 'nowhere' });
   const proxy = await startEgressProxy({ host: network.gateway, port: config.proxyPort, logger });
-  const owner = instanceId;
-  const open = { bridge: network.bridge, address: network.gateway, port: proxy.port, owner };
+  const opening = { bridge: network.bridge, address: network.gateway, port: proxy.port };
   try {
-    await closeHostPortsOf(owner);
-    await openHostPort(open);
+    await setOpenings(instanceId, [opening]);
   } catch (error) {
     await proxy.close();
     throw error;
@@ -73,8 +68,8 @@ export async function startEgress(
       };
     },
     async close() {
-      await closeHostPort(open).catch((error: unknown) => {
-        logger.warn({ err: error }, 'removing the egress firewall rule failed');
+      await setOpenings(instanceId, []).catch((error: unknown) => {
+        logger.warn({ err: error }, 'removing the egress firewall opening failed');
       });
       await proxy.close();
     },

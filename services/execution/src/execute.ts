@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { create, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { wrap } from '@mikro-orm/core';
 import { ExecutionEntity } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
 import {
@@ -9,6 +10,7 @@ import {
   type ExecuteRequest,
   type Execution,
   ExecutionFinishedSchema,
+  type ExecutionStarted,
   ExecutionStartedSchema,
 } from '@assist-tee/proto';
 import {
@@ -17,6 +19,7 @@ import {
   isUnreachable,
   notFound,
   retryWhileUnreachable,
+  withinLimits,
 } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { jsonFromValue, toExecutionMessage } from './execution-message.js';
@@ -46,16 +49,19 @@ export async function execute(
   input: ExecuteInput,
   onLog?: (line: LogLine) => void,
 ): Promise<Execution> {
-  // The services' key (caller undefined) is not a tenant and has no quota.
-  const release = caller === undefined ? () => {} : deps.executionQuota.acquire(caller);
-  try {
-    return await deps.work.run(
-      (signal) => executeNow(deps, caller, input, signal, onLog),
-      input.environmentId,
-    );
-  } finally {
-    release();
-  }
+  // The services' key (caller undefined) is not a tenant and has no quota of its own; it
+  // counts towards the instance's limit like every tenant.
+  return withinLimits(
+    [
+      ...(caller === undefined ? [] : [() => deps.executionQuota.acquire(caller)]),
+      () => deps.runningExecutions.acquire(),
+    ],
+    () =>
+      deps.work.run(
+        (signal) => executeNow(deps, caller, input, signal, onLog),
+        input.environmentId,
+      ),
+  );
 }
 
 async function executeNow(
@@ -86,7 +92,7 @@ async function executeNow(
   // check the request and start a warm run while the lookup confirms that the environment is
   // still READY. Nothing is recorded before it has, and a failed lookup stops the run and fails
   // the call.
-  const lookup = readyEnvironment(deps, input.environmentId);
+  const lookup = readyEnvironment(deps, caller, input.environmentId);
   const known = fitsPool ? deps.pool.environment(input.environmentId) : undefined;
   const environment = known ?? (await lookup);
   try {
@@ -101,6 +107,15 @@ async function executeNow(
     await lookup;
     if (fitsPool) sandbox = await deps.pool.take(environment);
   }
+  // A warm sandbox holds its memory already; a cold one is refused at once if running work
+  // holds too much of the instance's sandbox memory to fit it (idle warm sandboxes give way).
+  const coldMemory =
+    sandbox === undefined
+      ? await deps.memory.admit(
+          limits.memoryMb,
+          `an execution with limits.memory_mb ${limits.memoryMb}`,
+        )
+      : undefined;
   const em = deps.db.em();
   const row = em.create(ExecutionEntity, {
     id: randomUUID(),
@@ -138,9 +153,16 @@ async function executeNow(
       .catch((error: unknown) => recording.abort(error));
   }, RUNNING_RECORD_DELAY_MS);
   let outcome: RunOutcome;
+  let recorded: ExecutionEntity;
   try {
     try {
-      sandbox ??= await launchSandbox(deps, environment, limits, { executionId: row.id });
+      sandbox ??= await launchSandbox(
+        deps,
+        environment,
+        limits,
+        { executionId: row.id },
+        coldMemory!,
+      );
       outcome = await sandbox.run({
         event: {
           data,
@@ -180,27 +202,36 @@ async function executeNow(
         error: { name, message, stack: '' },
       };
     }
-    await recordOutcome(deps, em, row, outcome, startedAt);
+    recorded = await recordOutcome(deps, em, row, outcome, startedAt, {
+      started,
+      recordedRunning: recordedRunning !== undefined,
+    });
   } finally {
     // Removal, and the start that refills the pool, come after the outcome is written: on two
     // cores they would slow that write down. The pool tracks the removal; shutdown waits for it.
     if (sandbox !== undefined) deps.pool.discard(sandbox);
   }
   deps.logger.info(
-    { executionId: row.id, status: row.status, durationMs: row.durationMs },
+    { executionId: recorded.id, status: recorded.status, durationMs: recorded.durationMs },
     'execution finished',
   );
-  return toExecutionMessage(row);
+  return toExecutionMessage(recorded);
 }
 
-/** Writes the outcome and its execution.finished in one transaction. */
+/**
+ * Writes the outcome and its execution.finished in one transaction, and returns the row as
+ * stored. A short run's row is inserted with its outcome. A row recorded RUNNING is finished
+ * only while it still is: the stuck-execution sweep may have finished it meanwhile, and then
+ * that outcome stands, with its own execution.finished as the only one.
+ */
 async function recordOutcome(
   deps: ExecutionDeps,
   em: ReturnType<ExecutionDeps['db']['em']>,
   row: ExecutionEntity,
   outcome: RunOutcome,
   startedAt: number,
-): Promise<void> {
+  { started, recordedRunning }: { started: ExecutionStarted; recordedRunning: boolean },
+): Promise<ExecutionEntity> {
   const finishedAt = new Date();
   const outcomeFields = {
     status: outcome.status,
@@ -217,19 +248,51 @@ async function recordOutcome(
     ...eventHeader(),
     execution: toExecutionMessage(row, { brief: true }),
   });
+  // In a fresh unit of work: `em` holds the row with the outcome already assigned, and a
+  // flush of it would write that whatever the row's status.
+  const finishRunning = () =>
+    deps.db.em().transactional(async (tx) => {
+      const updated = await tx.nativeUpdate(
+        ExecutionEntity,
+        { id: row.id, status: 'RUNNING' },
+        outcomeFields,
+      );
+      if (updated > 0) deps.outbox.add(tx, 'execution.finished', finished);
+      return updated > 0;
+    });
+  let written: boolean;
   try {
-    await deps.outbox.flushWith(em, 'execution.finished', finished);
+    if (recordedRunning) {
+      written = await finishRunning();
+    } else {
+      await deps.outbox.flushWith(em, 'execution.finished', finished);
+      written = true;
+    }
   } catch (error) {
     if (!isUnreachable(error)) throw error;
     deps.logger.warn({ executionId: row.id, err: error }, 'the outcome waits for the database');
     // The database went away while the handler ran: keep the outcome for when it is back,
     // each attempt in a fresh unit of work (a failed flush leaves the last one unusable).
-    await retryWhileUnreachable(async () => {
+    written = await retryWhileUnreachable(async () => {
+      if (recordedRunning) return finishRunning();
+      // A short run: nothing of it is stored unless the failed attempt did commit after all.
       const fresh = deps.db.em();
-      Object.assign(await fresh.findOneOrFail(ExecutionEntity, row.id), outcomeFields);
+      if ((await fresh.count(ExecutionEntity, { id: row.id })) > 0) return true;
+      fresh.create(ExecutionEntity, wrap(row).toPOJO());
+      deps.outbox.add(fresh, 'execution.started', started);
       await deps.outbox.flushWith(fresh, 'execution.finished', finished);
+      return true;
     }, RECORD_RETRY_MS);
   }
+  if (written) {
+    if (recordedRunning) deps.outbox.publishPending();
+    return row;
+  }
+  deps.logger.warn(
+    { executionId: row.id, status: outcome.status },
+    'the execution was finished elsewhere meanwhile (the stuck-execution sweep); its outcome stands',
+  );
+  return deps.db.em().findOneOrFail(ExecutionEntity, row.id);
 }
 
 /** A Value can arrive without a kind (proto3 allows it on the wire); JSON has no such value. */
@@ -272,10 +335,7 @@ function checkRequest(
   environment: Environment,
   input: ExecuteInput,
 ): void {
-  // Another tenant's environment is one that does not exist.
-  if (caller !== undefined && environment.tenantId !== caller) {
-    throw notFound('environment', input.environmentId);
-  }
+  requireOwner(caller, environment, input.environmentId);
   runtimeOf(deps, environment);
   const allowed = new Set(environment.permissions?.allowEnv ?? []);
   for (const [name, value] of Object.entries(input.env)) {
@@ -289,7 +349,17 @@ function checkRequest(
   }
 }
 
-async function readyEnvironment(deps: ExecutionDeps, id: string): Promise<Environment> {
+/** Another tenant's environment is one that does not exist, whatever its status. */
+function requireOwner(caller: string | undefined, environment: Environment, id: string): void {
+  if (caller !== undefined && environment.tenantId !== caller) throw notFound('environment', id);
+}
+
+/** Looks the environment up with the services' key: its owner is checked before its status. */
+async function readyEnvironment(
+  deps: ExecutionDeps,
+  caller: string | undefined,
+  id: string,
+): Promise<Environment> {
   if (id === '') throw invalidArgument('environment_id', 'is required');
   let environment: Environment | undefined;
   try {
@@ -303,6 +373,7 @@ async function readyEnvironment(deps: ExecutionDeps, id: string): Promise<Enviro
   if (environment === undefined || environment.status === EnvironmentStatus.DELETED) {
     throw notFound('environment', id);
   }
+  requireOwner(caller, environment, id);
   if (environment.status !== EnvironmentStatus.READY) {
     throw new ConnectError(
       `environment ${JSON.stringify(id)} is ${EnvironmentStatus[environment.status]}, not READY`,

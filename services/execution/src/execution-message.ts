@@ -28,9 +28,17 @@ export function jsonFromValue(value: Value | undefined): JsonValue {
   return value === undefined ? null : toJson(ValueSchema, value);
 }
 
+/** A row read without its logs and result, which a brief message leaves out anyway. */
+export type BriefExecutionRow = Pick<
+  ExecutionRow,
+  Exclude<keyof ExecutionRow & string, 'logs' | 'result'>
+>;
+
 /** The execution as the API returns it; `brief` leaves out logs and result (lists, events). */
+export function toExecutionMessage(row: BriefExecutionRow, options: { brief: true }): Execution;
+export function toExecutionMessage(row: ExecutionRow, options?: { brief?: boolean }): Execution;
 export function toExecutionMessage(
-  row: ExecutionRow,
+  row: BriefExecutionRow & Partial<Pick<ExecutionRow, 'logs' | 'result'>>,
   options: { brief?: boolean } = {},
 ): Execution {
   const brief = options.brief ?? false;
@@ -43,7 +51,7 @@ export function toExecutionMessage(
     result:
       brief || row.status !== 'SUCCEEDED' ? undefined : fromJson(ValueSchema, row.result ?? null),
     error: row.error ?? undefined,
-    logs: brief ? [] : row.logs.map(toLogEntry),
+    logs: brief ? [] : (row.logs ?? []).map(toLogEntry),
     outputTruncated: row.outputTruncated,
     exitCode: row.exitCode ?? 0,
     durationMs: row.durationMs ?? 0,

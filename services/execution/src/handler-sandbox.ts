@@ -343,8 +343,8 @@ function classify(state: {
     );
   }
   // Under runsc's ptrace platform, hitting the PID limit kills the whole sandbox with exit
-  // code 2 and no last words (DESIGN §4); the runner itself never exits with 2 once it has
-  // its nonce.
+  // code 2 and no last words (docs/host-facts.md); the runner itself never exits with 2 once
+  // it has its nonce.
   if (exit.exitCode === PID_LIMIT_EXIT_CODE) {
     return failure(
       'PROCESS_LIMIT',

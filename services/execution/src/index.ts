@@ -9,6 +9,7 @@ import type { Consumption } from '@assist-tee/events';
 import {
   abortReason,
   ConcurrencyQuota,
+  instanceLimit,
   InFlight,
   serviceTransport,
   type Infrastructure,
@@ -28,8 +29,6 @@ import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox } from './launch.js';
 import { WarmPool } from './warm-pool.js';
 
-/** How often RUNNING executions past their deadline are looked for. */
-const STUCK_SWEEP_MS = 30_000;
 /** A per-instance consumer left by an instance that is gone is removed after this. */
 const INSTANCE_CONSUMER_TTL_MS = 60 * 60_000;
 
@@ -82,8 +81,9 @@ export async function createExecutionService(
   const pool = new WarmPool({
     settings: config.pool,
     sandboxMemoryMb: config.execution.defaults.memoryMb,
-    launch: (environment) =>
-      launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }),
+    memory: infrastructure.sandboxMemory,
+    launch: (environment, memory) =>
+      launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }, memory),
     isDeleted: (environmentId) => isEnvironmentDeleted(environments, environmentId),
     logger: logger.child({ component: 'pool' }),
   });
@@ -100,6 +100,12 @@ export async function createExecutionService(
       'executions',
       'TEE_QUOTA_CONCURRENT_EXECUTIONS',
     ),
+    runningExecutions: instanceLimit(
+      config.capacity.maxRunningExecutions,
+      'executions',
+      'TEE_MAX_RUNNING_EXECUTIONS',
+    ),
+    memory: infrastructure.sandboxMemory,
     warnings,
   };
   const implementation: ServiceImpl<typeof ExecutionService> = {
@@ -122,7 +128,7 @@ export async function createExecutionService(
         finishAbandonedExecutions(deps, 'stuck').catch((error: unknown) => {
           logger.error({ err: error }, 'finishing stuck executions failed');
         });
-      }, STUCK_SWEEP_MS);
+      }, config.execution.stuckSweepMs);
       stuckSweep.unref();
       // Each instance keeps its own pool and stops its own sandboxes, so each has its own
       // consumer; only events from now on matter to it.

@@ -2,6 +2,7 @@ import type { ExecutionLimits } from '@assist-tee/config';
 import { type Environment, Runtime } from '@assist-tee/proto';
 import { findRuntime, hasDependencies, type SandboxRuntime } from '@assist-tee/runtime-core';
 import { caBundleAccess, environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
+import type { MemoryReservation } from '@assist-tee/server';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ExecutionDeps } from './deps.js';
 import { HandlerSandbox } from './handler-sandbox.js';
@@ -29,15 +30,23 @@ export function runtimeOf(
 /**
  * Starts a sandbox for the environment's main module under these limits: its code volume
  * read-only, and with allow_net the egress network and a proxy grant that ends when the
- * sandbox is removed. The same for a cold run (labels name the execution) and a warm one.
+ * sandbox is removed, as does its `memory` reservation. The same for a cold run (labels name
+ * the execution) and a warm one.
  */
 export function launchSandbox(
   deps: LaunchDeps,
   environment: Environment,
   limits: Pick<ExecutionLimits, 'memoryMb' | 'cpuMillicores'>,
   labels: Omit<SandboxLabels, 'owner' | 'instanceId' | 'environmentId'>,
+  memory: MemoryReservation,
 ): Promise<HandlerSandbox> {
-  const runtime = runtimeOf(deps, environment);
+  let runtime: SandboxRuntime;
+  try {
+    runtime = runtimeOf(deps, environment);
+  } catch (error) {
+    memory.release();
+    throw error;
+  }
   const run = {
     mainModule: environment.mainModule,
     allowNet: environment.permissions?.allowNet ?? [],
@@ -76,6 +85,9 @@ export function launchSandbox(
     startupTimeoutMs: execution.startupTimeoutMs,
     maxInitOutputBytes: execution.maxima.maxOutputBytes,
     logger: deps.logger,
-    onRemoved: () => egress?.revoke(),
+    onRemoved: () => {
+      egress?.revoke();
+      memory.release();
+    },
   });
 }

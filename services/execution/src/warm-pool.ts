@@ -1,5 +1,6 @@
 import type { Logger } from '@assist-tee/logger';
 import type { Environment } from '@assist-tee/proto';
+import type { MemoryReservation, SandboxMemory } from '@assist-tee/server';
 import type { HandlerSandbox } from './handler-sandbox.js';
 
 export interface WarmPoolSettings {
@@ -17,8 +18,16 @@ export interface WarmPoolOptions {
   settings: WarmPoolSettings;
   /** The memory limit of one warm sandbox (the default execution limit). */
   sandboxMemoryMb: number;
-  /** Starts a sandbox for the environment with the default limits, labelled as warm. */
-  launch(environment: Environment): Promise<HandlerSandbox>;
+  /**
+   * The instance's sandbox memory: a warm sandbox gets only what is free, and gives it back
+   * when running work needs it.
+   */
+  memory: SandboxMemory;
+  /**
+   * Starts a sandbox for the environment with the default limits, labelled as warm; `memory`
+   * is released once it is removed (or could not be started).
+   */
+  launch(environment: Environment, memory: MemoryReservation): Promise<HandlerSandbox>;
   /** Whether the environment was deleted (its sandboxes go before environment.deleted comes). */
   isDeleted(environmentId: string): Promise<boolean>;
   logger: Logger;
@@ -63,6 +72,8 @@ export class WarmPool {
   private readonly pools = new Map<string, EnvironmentPool>();
   private readonly removals = new Set<Promise<void>>();
   private readonly starts = new Set<Promise<unknown>>();
+  /** Each warm sandbox's memory, promoted to running when an execution takes it. */
+  private readonly memoryOf = new WeakMap<HandlerSandbox, MemoryReservation>();
   private startEstimateMs = FIRST_START_ESTIMATE_MS;
   private closed = false;
   private readonly idleTimer: NodeJS.Timeout;
@@ -70,6 +81,7 @@ export class WarmPool {
   constructor(private readonly options: WarmPoolOptions) {
     this.idleTimer = setInterval(() => this.shrinkIdle(), Math.min(options.settings.idleMs, 5_000));
     this.idleTimer.unref();
+    options.memory.onPressure((overMb) => this.yieldMemory(overMb));
   }
 
   private get enabled(): boolean {
@@ -93,7 +105,7 @@ export class WarmPool {
     if (pool === undefined) return undefined;
     const taken = this.takeIdle(pool);
     if (taken !== undefined) this.noteTake(pool);
-    return taken;
+    return this.handOut(taken);
   }
 
   /**
@@ -106,12 +118,18 @@ export class WarmPool {
     const pool = this.poolOf(environment);
     const taken = this.takeIdle(pool);
     this.noteTake(pool);
-    if (taken !== undefined) return taken;
+    if (taken !== undefined) return this.handOut(taken);
     const [start] = pool.starting;
     if (start === undefined) return undefined;
     pool.starting.delete(start);
     const sandbox = await start;
-    return sandbox?.idle ? sandbox : undefined;
+    if (sandbox === undefined) return undefined;
+    // It said ready, and may have died since: it is ours to remove then.
+    if (!sandbox.idle) {
+      this.discard(sandbox);
+      return undefined;
+    }
+    return this.handOut(sandbox);
   }
 
   /**
@@ -152,6 +170,30 @@ export class WarmPool {
     for (const id of [...this.pools.keys()]) this.drain(id);
     await Promise.allSettled([...this.starts]);
     await Promise.allSettled([...this.removals]);
+  }
+
+  /**
+   * Gives running work back the memory that idle warm sandboxes hold, at least `overMb` (the
+   * least recently used environments' first), and resolves once they are removed.
+   */
+  private async yieldMemory(overMb: number): Promise<void> {
+    const removals: Promise<void>[] = [];
+    let freedMb = 0;
+    const byAge = [...this.pools.values()].sort((a, b) => a.lastUseAt - b.lastUseAt);
+    for (const pool of byAge) {
+      while (freedMb < overMb && pool.ready.length > 0) {
+        const sandbox = pool.ready.shift()!;
+        freedMb += this.options.sandboxMemoryMb;
+        removals.push(this.remove(sandbox));
+      }
+    }
+    await Promise.all(removals);
+  }
+
+  /** The sandbox leaves the pool for an execution, its memory now counted as running. */
+  private handOut(sandbox: HandlerSandbox | undefined): HandlerSandbox | undefined {
+    if (sandbox !== undefined) this.memoryOf.get(sandbox)?.promote();
+    return sandbox;
   }
 
   private takeIdle(pool: EnvironmentPool): HandlerSandbox | undefined {
@@ -210,7 +252,9 @@ export class WarmPool {
       this.starts.size < this.options.settings.maxStarts &&
       this.reservedMb() + this.options.sandboxMemoryMb <= this.options.settings.memoryBudgetMb
     ) {
-      this.startOne(pool);
+      const memory = this.options.memory.reserveWarm(this.options.sandboxMemoryMb);
+      if (memory === undefined) return;
+      this.startOne(pool, memory);
     }
   }
 
@@ -225,20 +269,31 @@ export class WarmPool {
     return count * this.options.sandboxMemoryMb;
   }
 
-  private startOne(pool: EnvironmentPool): void {
+  private startOne(pool: EnvironmentPool, memory: MemoryReservation): void {
     const started = Date.now();
-    const start = this.options.launch(pool.environment).then(
-      async (sandbox) => ((await sandbox.ready) ? sandbox : this.failed(pool, sandbox)),
-      (error: unknown) => this.failed(pool, undefined, error),
-    );
+    const start = Promise.resolve()
+      .then(() => this.options.launch(pool.environment, memory))
+      .then(
+        async (sandbox) => {
+          this.memoryOf.set(sandbox, memory);
+          return (await sandbox.ready) ? sandbox : this.failed(pool, sandbox);
+        },
+        (error: unknown) => {
+          memory.release(); // in case the launch failed before it took the reservation over
+          return this.failed(pool, undefined, error);
+        },
+      );
     pool.starting.add(start);
     const done = start.then((sandbox) => {
       const claimed = !pool.starting.delete(start);
       if (sandbox === undefined) return;
       pool.failures = 0;
       this.startEstimateMs = 0.8 * this.startEstimateMs + 0.2 * (Date.now() - started);
+      // Claimed by take(), which hands it out or removes it.
       if (claimed) return;
-      if (this.closed || this.pools.get(pool.environment.id) !== pool) {
+      // Running work was admitted into warm memory meanwhile: it goes to that work.
+      const squeezed = this.options.memory.overMb > 0;
+      if (this.closed || this.pools.get(pool.environment.id) !== pool || squeezed) {
         this.discard(sandbox);
         return;
       }
@@ -248,7 +303,7 @@ export class WarmPool {
         const at = pool.ready.indexOf(sandbox);
         if (at === -1) return;
         pool.ready.splice(at, 1);
-        this.remove(sandbox);
+        void this.remove(sandbox); // tracked: close() waits for it
         this.unlessDeleted(pool, () => {
           this.options.logger.warn(
             { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
@@ -297,8 +352,10 @@ export class WarmPool {
     });
   }
 
-  private remove(sandbox: HandlerSandbox): void {
-    this.track(sandbox.remove());
+  private remove(sandbox: HandlerSandbox): Promise<void> {
+    const removal = sandbox.remove();
+    this.track(removal);
+    return removal;
   }
 
   private track(removal: Promise<void>): void {

@@ -13,7 +13,7 @@ import {
   testSubjectPrefix,
   uniqueSuffix,
 } from '@assist-tee/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createReaperService } from '../src/index.js';
 
 // The reaper alone, on this test's own stream and database (sweeps are tested end to end).
@@ -45,6 +45,7 @@ function startReaper(): Promise<RunningProcess> {
 const deleted = () =>
   create(EnvironmentDeletedSchema, { ...eventHeader(), environmentId: 'env-1' });
 
+/** The reaper's status once it has consumed `count` environment.deleted events. */
 async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
   const client = createClient(
     ReaperService,
@@ -54,13 +55,14 @@ async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
       interceptors: [bearer(config.auth.serviceKey)],
     }),
   );
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const status = await client.getStatus({});
-    const consumed = status.eventsConsumed['environment.deleted'] ?? 0n;
-    if (consumed === count || Date.now() > deadline) return { status, consumed, client };
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  return vi.waitFor(
+    async () => {
+      const status = await client.getStatus({});
+      expect(status.eventsConsumed['environment.deleted'] ?? 0n).toBe(count);
+      return status;
+    },
+    { timeout: 10_000, interval: 100 },
+  );
 }
 
 describe('the reaper service', () => {
@@ -76,9 +78,8 @@ describe('the reaper service', () => {
     try {
       await reaper.infrastructure.bus.publish('environment.deleted', deleted());
       const first = await eventuallyConsumed(reaper, 1n);
-      expect(first.consumed).toBe(1n);
-      expect(first.status.instanceId).toBe(config.instanceId);
-      expect(first.status.lastSweep).toBeUndefined();
+      expect(first.instanceId).toBe(config.instanceId);
+      expect(first.lastSweep).toBeUndefined();
     } finally {
       await reaper.stop();
     }
@@ -95,8 +96,7 @@ describe('the reaper service', () => {
     await publisher.close();
     reaper = await startReaper();
     try {
-      const second = await eventuallyConsumed(reaper, 1n);
-      expect(second.consumed).toBe(1n);
+      await eventuallyConsumed(reaper, 1n);
     } finally {
       await reaper.stop();
     }

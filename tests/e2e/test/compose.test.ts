@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@assist-tee/config';
@@ -17,6 +19,7 @@ interface ComposeService {
   network_mode?: string;
   cap_add?: string[];
   command?: string[];
+  healthcheck?: { test: string[] };
 }
 
 // The stack cannot run here (no image registry), so it is validated instead: by docker-compose
@@ -76,5 +79,35 @@ describe('docker-compose.yml', async () => {
       expect(services[name]?.cap_add).toContain('NET_ADMIN');
     }
     expect(services.images?.command?.join(' ')).toMatch(/deno.*build-image.*bun.*build-image/);
+  });
+
+  it("marks each service healthy once it is ready, by a probe that runs on the image's node", async () => {
+    // A stand-in for a service: ready, then not.
+    let status = 200;
+    const server = http.createServer((request, response) => {
+      response.writeHead(request.url === '/readyz' ? status : 404);
+      response.end();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as { port: number };
+    try {
+      for (const name of ['environments', 'execution', 'reaper']) {
+        const [kind, command, ...args] = services[name]?.healthcheck?.test ?? [];
+        expect([kind, command]).toEqual(['CMD', 'node']);
+        const probe = () =>
+          promisify(execFile)(process.execPath, args, { env: { TEE_PORT: String(port) } }).then(
+            () => 0,
+            (error: { code?: number }) => error.code,
+          );
+        status = 200;
+        expect(await probe()).toBe(0);
+        status = 503;
+        expect(await probe()).toBe(1);
+      }
+    } finally {
+      server.close();
+    }
+    expect(services.execution?.depends_on?.environments?.condition).toBe('service_healthy');
   });
 });

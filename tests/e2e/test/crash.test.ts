@@ -4,6 +4,7 @@ import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { collectEvents, expectNothingLabelled, waitForRunning } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  allEventsIn,
   expectSettled,
   handlerModules,
   type ProcessTestBed,
@@ -20,10 +21,15 @@ const RUNNING_ROWS = `select id from execution.execution where status = 'RUNNING
 describe('the execution service killed mid-execution', () => {
   let bed: ProcessTestBed;
   let environments: ServiceProcess;
-  const ownFirewallRules = async () =>
-    (await run('iptables', ['-w', '-S', 'ASSIST-TEE-INPUT'])).stdout
-      .split('\n')
-      .filter((line) => line.includes(`assist-tee:${bed.instanceId}`));
+  // The instance's openings in the host firewall: set elements carrying its id as their comment.
+  const ownFirewallRules = async () => {
+    const { stdout } = await run('nft', ['-j', 'list', 'set', 'inet', 'assist_tee', 'openings']);
+    const { nftables } = JSON.parse(stdout) as {
+      nftables: { set?: { elem?: { elem?: { comment?: string } }[] } }[];
+    };
+    const elements = nftables.flatMap((object) => object.set?.elem ?? []);
+    return elements.filter((element) => element.elem?.comment === bed.instanceId);
+  };
 
   beforeAll(async () => {
     bed = await startProcessTestBed();
@@ -74,8 +80,7 @@ describe('the execution service killed mid-execution', () => {
             event.message.execution?.id === executionId,
         );
       await events.waitFor((seen) => finished(seen).length > 0, 15_000);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(finished(events.events)).toHaveLength(1);
+      expect(finished(await allEventsIn(bed.databaseUrl, events))).toHaveLength(1);
       await client(environments.url).environments.deleteEnvironment({ id: environment!.id });
       await expectSettled({ sandbox, databaseUrl: bed.databaseUrl, labels: { instanceId } });
       // The next test runs this instance again, with the pool on.

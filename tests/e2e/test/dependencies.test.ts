@@ -51,12 +51,6 @@ describe('dependencies are installed at setup and used without network', () => {
           'main.ts': `
             import isNumber from "is-number";
             export function handler() { return { bare: isNumber(5), npm: isNumber("x") }; }`,
-          // Scripts here must not run: the image has no shell, so running one would fail setup.
-          'package.json': JSON.stringify({
-            name: 'agent-code',
-            scripts: { preinstall: 'exit 1', postinstall: 'touch /code/pwned' },
-            trustedDependencies: ['is-number'],
-          }),
         },
         dependencies: { npm: [IS_NUMBER] },
       }),

@@ -8,19 +8,19 @@ import {
   type PrivateServer,
   startPrivateNatsServer,
   startPrivatePostgresServer,
+  streamMessageCount,
   waitForRunning,
 } from '@assist-tee/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   expectSettled,
   handlerModules,
+  pendingEvents,
   type ProcessTestBed,
   queryRows,
   type ServiceProcess,
   startProcessTestBed,
 } from '../src/index.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The services as separate processes, on a NATS and a Postgres of this test's own, which it
 // stops and starts under them while environments are created and executed.
@@ -97,12 +97,7 @@ describe('NATS and Postgres going away under a running system', () => {
     const statuses = await Promise.all([first, first, second, second].map((e) => run(e!.id)));
     expect(statuses).toEqual(Array(4).fill(ExecutionStatus.SUCCEEDED));
     await api.environments.deleteEnvironment({ id: second!.id });
-    const pendingWhileDown = await queryRows<{ count: string }>(
-      postgres.url,
-      `select count(*) from (select event_id from environments.outbox where published_at is null
-        union all select event_id from execution.outbox where published_at is null) pending`,
-    );
-    expect(Number(pendingWhileDown[0]!.count)).toBeGreaterThan(0);
+    expect(await pendingEvents(postgres.url)).toBeGreaterThan(0);
 
     await nats.start();
     const written = await queryRows<{ event_id: string; type: string }>(
@@ -110,15 +105,18 @@ describe('NATS and Postgres going away under a running system', () => {
       `select event_id, type from environments.outbox
        union all select event_id, type from execution.outbox`,
     );
-    for (let tries = 0; tries < 600; tries++) {
-      if (written.every((row) => observed.has(row.event_id))) break;
-      await sleep(100);
-    }
-    await sleep(1_000); // room for a duplicate to show up
-    expect(written.filter((row) => !observed.has(row.event_id))).toEqual([]);
+    // Every event arrives, and with the outboxes drained nothing is published any more.
+    await vi.waitFor(
+      async () => {
+        expect(written.filter((row) => !observed.has(row.event_id))).toEqual([]);
+        expect(await pendingEvents(postgres.url)).toBe(0);
+      },
+      { timeout: 60_000, interval: 100 },
+    );
+    // One copy in the stream per event id: a re-publish after the outage was deduplicated.
+    expect(await streamMessageCount(nats.url, observerBus.streamName)).toBe(written.length);
     const counts: Record<string, number> = {};
     for (const [, { type, sequences }] of observed) {
-      // One copy in the stream per event id: a re-publish after the outage was deduplicated.
       expect(sequences.size).toBe(1);
       counts[type] = (counts[type] ?? 0) + 1;
     }
@@ -129,13 +127,13 @@ describe('NATS and Postgres going away under a running system', () => {
       'execution.finished': 5,
     });
     // The environments service's own durable consumer caught up too.
-    for (let tries = 0; tries < 100; tries++) {
-      const { environment } = await api.environments.getEnvironment({ id: first!.id });
-      if (environment!.executionCount === 3n) break;
-      await sleep(100);
-    }
-    const { environment: counted } = await api.environments.getEnvironment({ id: first!.id });
-    expect(counted!.executionCount).toBe(3n);
+    await vi.waitFor(
+      async () => {
+        const { environment } = await api.environments.getEnvironment({ id: first!.id });
+        expect(environment!.executionCount).toBe(3n);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     expect(await health(environments)).toBe(200);
 
     await api.environments.deleteEnvironment({ id: first!.id });
@@ -172,7 +170,14 @@ describe('NATS and Postgres going away under a running system', () => {
     expect(whileDown).toEqual(Array(4).fill(Code.Unavailable));
     expect(await health(environments)).toBe(503);
     expect(await health(execution)).toBe(503);
-    await sleep(3_000);
+    // The run finishes while the database is down, and its outcome waits for it.
+    await vi.waitFor(
+      () =>
+        expect(execution.logs.map((line) => line.msg)).toContain(
+          'the outcome waits for the database',
+        ),
+      { timeout: 20_000, interval: 100 },
+    );
     await postgres.start();
 
     const kept = (await acrossTheOutage).execution!;

@@ -15,6 +15,7 @@ import { denoRuntime } from '@assist-tee/runtime-deno';
 import { collectEvents, listLabelled, uniqueSuffix } from '@assist-tee/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  allEventsIn,
   expectSettled,
   handlerModules,
   queryRows,
@@ -27,8 +28,8 @@ const RUNSC_ROOT = '/var/run/docker/runtime-runc/moby';
 const runsc = (...args: string[]) => promisify(execFile)('runsc', ['--root', RUNSC_ROOT, ...args]);
 
 /**
- * What a failed runsc start can leave (DESIGN §4): a sandbox runsc keeps under the engine's
- * root, with its processes, that Docker does not list.
+ * What a failed runsc start can leave (docs/host-facts.md): a sandbox runsc keeps under the
+ * engine's root, with its processes, that Docker does not list.
  */
 async function plantStrayRunscSandbox() {
   const bundle = await mkdtemp(join(tmpdir(), 'tee-stray-'));
@@ -97,12 +98,14 @@ describe('the reaper, and deletion under a running execution', () => {
         });
         expect(left).toEqual({ containers: [], volumes: [] });
       }
-      const deletions = await events.waitFor(
-        (seen) => seen.filter((event) => event.type === 'environment.deleted').length >= 2,
+      // Each expired once: one environment.deleted each, and no more on its way.
+      const deletions = (await allEventsIn(tee.stack.config.databaseUrl, events)).flatMap(
+        (event) => (event.type === 'environment.deleted' ? [event.message] : []),
       );
-      for (const event of deletions.filter((e) => e.type === 'environment.deleted')) {
-        expect('reason' in event.message && event.message.reason).toBe(DeletionReason.EXPIRED);
-      }
+      expect(deletions.map((deleted) => deleted.environmentId).sort()).toEqual(
+        short.map((environment) => environment.id).sort(),
+      );
+      for (const deleted of deletions) expect(deleted.reason).toBe(DeletionReason.EXPIRED);
       // The long-lived one is untouched and still runs.
       const { execution } = await tee.client.executions.execute({
         environmentId: long.id,

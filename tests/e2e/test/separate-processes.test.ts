@@ -1,7 +1,7 @@
 import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type ProcessTestBed,
   type ServiceProcess,
@@ -47,19 +47,16 @@ describe('each service as its own process', () => {
     expect(execution?.status).toBe(ExecutionStatus.SUCCEEDED);
     await environments.deleteEnvironment({ id: environment!.id });
 
-    const deadline = Date.now() + 10_000;
-    let consumed: Record<string, bigint> = {};
-    while (Date.now() < deadline) {
-      consumed = (await reaper.getStatus({})).eventsConsumed;
-      if (consumed['environment.deleted'] === 1n) break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(consumed).toEqual({
-      'environment.created': 1n,
-      'execution.started': 1n,
-      'execution.finished': 1n,
-      'environment.deleted': 1n,
-    });
+    await vi.waitFor(
+      async () =>
+        expect((await reaper.getStatus({})).eventsConsumed).toEqual({
+          'environment.created': 1n,
+          'execution.started': 1n,
+          'execution.finished': 1n,
+          'environment.deleted': 1n,
+        }),
+      { timeout: 10_000, interval: 200 },
+    );
   });
 
   it('stops cleanly on SIGTERM', async () => {

@@ -3,7 +3,7 @@ import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { collectEvents, waitForRunning } from '@assist-tee/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   expectSettled,
   handlerModules,
@@ -58,7 +58,10 @@ describe('graceful shutdown on SIGTERM', () => {
 
       const signalled = Date.now();
       const exited = stopService(execution, 'SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // It logs "stopping" as it starts to refuse new work.
+      await vi.waitFor(() => expect(execution.logs.map((line) => line.msg)).toContain('stopping'), {
+        timeout: 10_000,
+      });
       expect(await run(1).catch(code)).toBe(Code.Unavailable);
 
       const [shortDone, longDone] = await Promise.all([short, long]);

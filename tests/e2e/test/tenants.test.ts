@@ -1,11 +1,16 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createAssistTeeClient, ExecutionStatus, Runtime } from '@assist-tee/client';
+import {
+  createAssistTeeClient,
+  EnvironmentStatus,
+  ExecutionStatus,
+  Runtime,
+} from '@assist-tee/client';
 import { collectEvents } from '@assist-tee/testing';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { handlerModules, sumExample, useTestStack } from '../src/index.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
@@ -54,13 +59,11 @@ describe('API keys, tenants and quotas', () => {
     expect(listed).not.toContain(key.trim());
     await keys('revoke', id!);
     // Keys are remembered for 5 s: the revocation holds within that, with the service running.
-    const deadline = Date.now() + 10_000;
-    let code = 'ok';
-    while (code === 'ok' && Date.now() < deadline) {
-      code = await codeOf(client.environments.listEnvironments({}));
-      if (code === 'ok') await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    expect(code).toBe('Unauthenticated');
+    await vi.waitFor(
+      async () =>
+        expect(await codeOf(client.environments.listEnvironments({}))).toBe('Unauthenticated'),
+      { timeout: 10_000, interval: 250 },
+    );
     expect((await keys('list', 'cli-tenant')).stdout).toContain('\trevoked ');
   });
 
@@ -166,7 +169,17 @@ describe('API keys, tenants and quotas', () => {
     });
     const environmentId = environment!.id;
     const running = [1, 2].map(() => tenant.executions.execute({ environmentId }));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // A run is recorded RUNNING once it has lasted 100 ms: both hold the quota by then.
+    await vi.waitFor(
+      async () => {
+        const { executions } = await tenant.executions.listExecutions({ environmentId });
+        expect(executions.map((execution) => execution.status)).toEqual([
+          ExecutionStatus.RUNNING,
+          ExecutionStatus.RUNNING,
+        ]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     const third = await tenant.executions
       .execute({ environmentId })
       .catch((e: unknown) => ConnectError.from(e));
@@ -183,7 +196,16 @@ describe('API keys, tenants and quotas', () => {
       modules: { 'main.ts': 'export const handler = () => 1;' },
       dependencies: { npm: ['is-number@7.0.0'] },
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Its row is PENDING from the start of the setup to its end: the quota is held meanwhile.
+    await vi.waitFor(
+      async () => {
+        const pending = await tenant.environments.listEnvironments({
+          status: EnvironmentStatus.PENDING,
+        });
+        expect(pending.environments).toHaveLength(1);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     const second = await tenant.environments
       .createEnvironment({ ...sumExample, runtime: Runtime.BUN })
       .catch((e: unknown) => ConnectError.from(e));

@@ -1,7 +1,7 @@
 import { fromJson } from '@bufbuild/protobuf';
 import { timestampMs, ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Runtime } from '@assist-tee/client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sumExample, useTestStack } from '../src/index.js';
 
 describe('usage kept from execution.finished', () => {
@@ -20,14 +20,15 @@ describe('usage kept from execution.finished', () => {
       });
     }
     // The count follows the events, a moment after the executions.
-    let current = environment!;
-    for (let tries = 0; tries < 100 && current.executionCount < 2n; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      current = (await tee.client.environments.getEnvironment({ id })).environment!;
-    }
-    expect(current.executionCount).toBe(2n);
-    expect(timestampMs(current.lastUsedTime!)).toBeGreaterThan(
-      timestampMs(environment!.createTime!),
+    await vi.waitFor(
+      async () => {
+        const current = (await tee.client.environments.getEnvironment({ id })).environment!;
+        expect(current.executionCount).toBe(2n);
+        expect(timestampMs(current.lastUsedTime!)).toBeGreaterThan(
+          timestampMs(environment!.createTime!),
+        );
+      },
+      { timeout: 10_000, interval: 100 },
     );
     await tee.client.environments.deleteEnvironment({ id });
   });

@@ -3,7 +3,7 @@ import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { expectNothingLabelled } from '@assist-tee/testing';
 import { Code } from '@connectrpc/connect';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   handlerModules,
   NAMED_RUNTIMES,
@@ -20,16 +20,15 @@ async function poolUntil(
   done: (entry: { ready: number; starting: number } | undefined) => boolean,
   timeoutMs = 30_000,
 ) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await tee.operator.executions.getPoolStatus({});
-    const entry = status.environments.find((pool) => pool.environmentId === environmentId);
-    if (done(entry)) return entry;
-    if (Date.now() > deadline) {
-      throw new Error(`pool of ${environmentId} never got there: ${JSON.stringify(entry)}`);
-    }
-    await sleep(50);
-  }
+  return vi.waitFor(
+    async () => {
+      const status = await tee.operator.executions.getPoolStatus({});
+      const entry = status.environments.find((pool) => pool.environmentId === environmentId);
+      expect(done(entry), `pool of ${environmentId}: ${JSON.stringify(entry)}`).toBe(true);
+      return entry;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
 
 const warmContainers = (tee: StackWithClient, environmentId?: string) =>

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { FlushMode } from '@mikro-orm/core';
+import { setupMemoryMb } from '@assist-tee/config';
 import { EnvironmentEntity, type RuntimeName } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
 import {
@@ -12,14 +13,14 @@ import {
   EnvironmentFailedSchema,
   Runtime,
 } from '@assist-tee/proto';
-import { findRuntime } from '@assist-tee/runtime-core';
+import { findRuntime, hasDependencies } from '@assist-tee/runtime-core';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import { requireTenant } from '@assist-tee/server';
+import { requireTenant, withinLimits } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { InstallFailedError } from '../setup/install-dependencies.js';
 import { setUpEnvironment } from '../setup/set-up-environment.js';
-import { validateCreateRequest } from '../validate-create.js';
+import { type ValidCreateRequest, validateCreateRequest } from '../validate-create.js';
 
 /**
  * Validates the request, stores the modules in a fresh volume, installs the dependencies and
@@ -32,16 +33,15 @@ export function createEnvironment(deps: EnvironmentsDeps) {
     context: HandlerContext,
   ): Promise<CreateEnvironmentResponse> => {
     const tenantId = requireTenant(context);
-    const release = deps.setupQuota.acquire(tenantId);
-    try {
-      return await deps.work.run((signal) => setUp(deps, tenantId, request, signal));
-    } finally {
-      release();
-    }
+    return withinLimits(
+      [() => deps.setupQuota.acquire(tenantId), () => deps.runningSetups.acquire()],
+      () => deps.work.run((signal) => admitSetUp(deps, tenantId, request, signal)),
+    );
   };
 }
 
-async function setUp(
+/** Validates, then holds the memory of an install (if any) while the setup runs. */
+async function admitSetUp(
   deps: EnvironmentsDeps,
   tenantId: string,
   request: CreateEnvironmentRequest,
@@ -52,6 +52,24 @@ async function setUp(
     ...deps.config.environments,
     maxDependencies: deps.config.setup.maxDependencies,
   });
+  // Only an install runs a sandbox; storing the modules does not.
+  const memory = hasDependencies(valid.dependencies)
+    ? await deps.memory.admit(setupMemoryMb(deps.config), 'a setup that installs dependencies')
+    : undefined;
+  try {
+    return await setUp(deps, tenantId, request, valid, signal);
+  } finally {
+    memory?.release();
+  }
+}
+
+async function setUp(
+  deps: EnvironmentsDeps,
+  tenantId: string,
+  request: CreateEnvironmentRequest,
+  valid: ValidCreateRequest,
+  signal: AbortSignal,
+): Promise<CreateEnvironmentResponse> {
   const runtimeName = Runtime[valid.runtime] as RuntimeName;
   const runtime = findRuntime(deps.runtimes, runtimeName);
   // Validation accepts exactly the runtimes this service has; anything else is a bug.

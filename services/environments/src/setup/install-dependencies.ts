@@ -1,12 +1,22 @@
 import type { Config } from '@assist-tee/config';
 import type { Logger } from '@assist-tee/logger';
-import type { InstallPlan } from '@assist-tee/runtime-core';
+import {
+  CODE_DIR,
+  type InstallPlan,
+  SETUP_VOLUME_DIR,
+  type SetupRequest,
+  type SetupResult,
+} from '@assist-tee/runtime-core';
 import { caBundleAccess, type SandboxDriver, type SandboxLabels } from '@assist-tee/sandbox';
 
 export interface InstallTarget {
   image: string;
   volume: string;
-  codeDir: string;
+  /** How the runtime's image runs its setup script, and with what environment. */
+  setupCommand: string[];
+  setupEnv: string[];
+  /** What the volume holds already (the modules): the caps are for everything together. */
+  modules: { files: number; bytes: number };
   labels: SandboxLabels;
   /** The network with a route out that setup sandboxes use. */
   network: string;
@@ -20,6 +30,7 @@ export class InstallFailedError extends Error {
 /** Install output kept for the error message: its tail says what went wrong. */
 const OUTPUT_TAIL_BYTES = 4 * 1024;
 const MAX_LOCKFILE_BYTES = 4 * 1024 * 1024;
+const MAX_RESULT_BYTES = 1024;
 const MiB = 1024 * 1024;
 
 type SetupConfig = Config['setup'];
@@ -41,10 +52,13 @@ export function installEnvironment(setup: SetupConfig): string[] {
 }
 
 /**
- * Runs the plan in a setup sandbox (network, writable volume, the install caps), then checks
- * the volume against its size and file caps and reads the lockfile. Throws InstallFailedError
- * with the tail of the install output when the install fails or goes past a cap. The sandbox
- * is always removed.
+ * Runs the plan in a setup sandbox (network, the install caps): the runtime's setup script
+ * installs into a tmpfs no bigger than what the volume may still take, then copies the result
+ * into the volume, stopping before the size or file cap would be passed. So a setup never holds
+ * more of the host's disk than the caps, even while it runs (the tmpfs is memory, and counts
+ * against the sandbox's memory limit on top of the install's own). Then reads the lockfile.
+ * Throws InstallFailedError with the tail of the install output when the install fails or
+ * reaches a cap. The sandbox is always removed.
  */
 export async function installDependencies(
   options: {
@@ -58,25 +72,32 @@ export async function installDependencies(
   plan: InstallPlan,
 ): Promise<{ lockfile: string }> {
   const { driver, setup, logger, signal } = options;
-  if (plan.files.length > 0) {
-    await driver.writeFiles({
-      image: target.image,
-      volume: target.volume,
-      target: target.codeDir,
-      files: plan.files,
-      labels: target.labels,
-      owner: 'sandbox',
-    });
-  }
+  const caps = { files: setup.maxVolumeFiles, bytes: setup.maxVolumeBytes };
+  const budget = {
+    files: caps.files - target.modules.files,
+    bytes: caps.bytes - target.modules.bytes,
+  };
+  if (budget.files <= 0) throw new InstallFailedError(overCapMessage('files', caps));
+  if (budget.bytes <= 0) throw new InstallFailedError(overCapMessage('bytes', caps));
+  const request: SetupRequest = {
+    files: plan.files,
+    install: plan.install,
+    installEnv: plan.installEnv,
+    installDir: CODE_DIR,
+    targetDir: SETUP_VOLUME_DIR,
+    maxFiles: budget.files,
+    maxBytes: budget.bytes,
+  };
   const started = Date.now();
   const ca = caBundleAccess(setup.caBundle);
   const sandbox = await driver.start({
     image: target.image,
-    cmd: plan.cmd,
-    env: [...plan.env, ...installEnvironment(setup), ...ca.env],
-    volume: { name: target.volume, target: target.codeDir, readOnly: false },
+    cmd: [...target.setupCommand, JSON.stringify(request)],
+    env: [...target.setupEnv, ...installEnvironment(setup), ...ca.env],
+    volume: { name: target.volume, target: SETUP_VOLUME_DIR, readOnly: false },
+    scratch: { target: CODE_DIR, bytes: budget.bytes },
     limits: {
-      memoryBytes: setup.memoryMb * MiB,
+      memoryBytes: setup.memoryMb * MiB + budget.bytes,
       nanoCpus: 2_000_000_000,
       pidsLimit: 512,
       tmpfsBytes: setup.tmpfsMb * MiB,
@@ -86,12 +107,15 @@ export async function installDependencies(
     files: ca.files,
   });
   let output = Buffer.alloc(0);
-  const keep = (chunk: Buffer) => {
+  sandbox.stderr.on('data', (chunk: Buffer) => {
     output = Buffer.concat([output, chunk]);
     if (output.length > 2 * OUTPUT_TAIL_BYTES) output = output.subarray(-OUTPUT_TAIL_BYTES);
-  };
-  sandbox.stdout.on('data', keep);
-  sandbox.stderr.on('data', keep);
+  });
+  // The result line is short; anything longer is not the script's.
+  let resultLine = '';
+  sandbox.stdout.on('data', (chunk: Buffer) => {
+    if (resultLine.length <= MAX_RESULT_BYTES) resultLine += chunk.toString('utf8');
+  });
   sandbox.stdin.end();
   let timedOut = false;
   const kill = () => {
@@ -103,11 +127,13 @@ export async function installDependencies(
   }, setup.timeoutMs);
   if (signal.aborted) kill();
   signal.addEventListener('abort', kill, { once: true });
+  let installed!: { files: number; bytes: number };
   try {
     const exit = await sandbox.exited;
     clearTimeout(timer);
     const tail = () => outputTail(output);
-    logger.info({ exit, ms: Date.now() - started }, 'dependency install finished');
+    const result = parseResult(resultLine);
+    logger.info({ exit, result, ms: Date.now() - started }, 'dependency install finished');
     signal.throwIfAborted();
     if (timedOut) {
       throw new InstallFailedError(
@@ -119,45 +145,51 @@ export async function installDependencies(
         `installing dependencies ran out of memory (${setup.memoryMb} MB)${tail()}`,
       );
     }
-    if (exit.exitCode !== 0) {
+    if (result?.outcome === 'over-cap') {
+      throw new InstallFailedError(overCapMessage(result.cap, caps));
+    }
+    if (result?.outcome !== 'installed') {
+      const code =
+        result?.outcome === 'failed' ? (result.exitCode ?? result.signal) : exit.exitCode;
       throw new InstallFailedError(
-        `installing dependencies failed with exit code ${exit.exitCode}${tail()}`,
+        `installing dependencies failed with exit code ${code}${tail()}`,
       );
     }
+    installed = result;
   } finally {
     clearTimeout(timer);
     signal.removeEventListener('abort', kill);
     await sandbox.remove();
   }
 
-  const caps = { files: setup.maxVolumeFiles, bytes: setup.maxVolumeBytes };
-  const access = {
+  const lockfile = await driver.readVolumeFile({
     image: target.image,
     volume: target.volume,
-    target: target.codeDir,
+    target: CODE_DIR,
     labels: target.labels,
-  };
-  const usage = await driver.volumeUsage({ ...access, stopAbove: caps });
-  if (usage.files > caps.files) {
-    throw new InstallFailedError(
-      `the installed dependencies have more than ${caps.files} files (TEE_MAX_ENVIRONMENT_FILES)`,
-    );
-  }
-  if (usage.bytes > caps.bytes) {
-    throw new InstallFailedError(
-      `the installed dependencies take more than ${caps.bytes} bytes (TEE_MAX_ENVIRONMENT_BYTES)`,
-    );
-  }
-  const lockfile = await driver.readVolumeFile({
-    ...access,
     path: plan.lockfile,
     maxBytes: MAX_LOCKFILE_BYTES,
   });
   if (lockfile === undefined) {
     throw new InstallFailedError(`the install wrote no lockfile (${plan.lockfile})`);
   }
-  logger.info({ ...usage, ms: Date.now() - started }, 'dependencies installed');
+  logger.info({ ...installed, ms: Date.now() - started }, 'dependencies installed');
   return { lockfile: lockfile.toString('utf8') };
+}
+
+function overCapMessage(cap: 'files' | 'bytes', caps: { files: number; bytes: number }): string {
+  return cap === 'files'
+    ? `the installed dependencies have more than ${caps.files} files (TEE_MAX_ENVIRONMENT_FILES)`
+    : `the installed dependencies take more than ${caps.bytes} bytes (TEE_MAX_ENVIRONMENT_BYTES)`;
+}
+
+/** The setup script's result line, or undefined when it wrote none (it failed or was killed). */
+function parseResult(stdout: string): SetupResult | undefined {
+  try {
+    return JSON.parse(stdout) as SetupResult;
+  } catch {
+    return undefined;
+  }
 }
 
 function outputTail(output: Buffer): string {

@@ -32,7 +32,8 @@ export async function setUpEnvironment(
     target: runtime.codeDir,
     files: valid.modules,
     labels,
-    // The install writes next to the modules; executions mount the volume read-only anyway.
+    // The setup script copies the install next to the modules; executions mount the volume
+    // read-only anyway.
     owner: withDependencies ? 'sandbox' : 'root',
   });
   if (!withDependencies) return { lockfile: null };
@@ -43,7 +44,25 @@ export async function setUpEnvironment(
       logger: deps.logger.child({ environmentId }),
       signal,
     },
-    { image: runtime.image, volume, codeDir: runtime.codeDir, labels, network: SETUP_NETWORK.name },
+    {
+      image: runtime.image,
+      volume,
+      setupCommand: runtime.setupCommand,
+      setupEnv: runtime.setupEnv,
+      modules: { files: entriesOf(valid.modules), bytes: valid.modulesSizeBytes },
+      labels,
+      network: SETUP_NETWORK.name,
+    },
     runtime.installPlan(valid.dependencies),
   );
+}
+
+/** The files and directories the modules make in the volume, as the install caps count them. */
+function entriesOf(modules: ValidCreateRequest['modules']): number {
+  const directories = new Set<string>();
+  for (const { path } of modules) {
+    const segments = path.split('/');
+    for (let i = 1; i < segments.length; i++) directories.add(segments.slice(0, i).join('/'));
+  }
+  return modules.length + directories.size;
 }

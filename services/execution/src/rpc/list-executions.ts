@@ -29,7 +29,8 @@ export function listExecutions(deps: ExecutionDeps) {
         ...(tenantId === undefined ? {} : { tenantId }),
         ...query.where,
       },
-      query.options,
+      // Logs and results (up to the output cap each) are not listed: not even read.
+      { ...query.options, exclude: ['logs', 'result'] },
     );
     const page = toPage(rows, query.pageSize);
     return create(ListExecutionsResponseSchema, {
