@@ -288,7 +288,7 @@ export function loadConfig(env: Env = process.env): Config {
     // and the rest of the memory is the host's (runsc's own, Docker, Postgres, NATS).
     capacity: {
       maxRunningExecutions: int('TEE_MAX_RUNNING_EXECUTIONS', 24, 1),
-      maxRunningSetups: int('TEE_MAX_RUNNING_SETUPS', 4, 1),
+      maxRunningSetups: int('TEE_MAX_RUNNING_SETUPS', 8, 1),
       sandboxMemoryMb: int('TEE_SANDBOX_MEMORY_MB', 16_384, 64),
     },
     pool: {

@@ -39,10 +39,14 @@ export async function startTestStack(env: Record<string, string> = {}): Promise<
     TEE_SHUTDOWN_GRACE_MS: '1000',
     TEE_EGRESS_PROXY_PORT: '0',
     TEE_LOG_LEVEL: process.env.TEE_LOG_LEVEL ?? 'warn',
-    // Tests run many things at once as one tenant; tenants.test.ts sets its own quotas.
+    // Tests run many things at once as one tenant; tenants.test.ts sets its own quotas, and
+    // admission.test.ts its own instance limits.
     TEE_QUOTA_ENVIRONMENTS: '100000',
     TEE_QUOTA_CONCURRENT_EXECUTIONS: '100000',
     TEE_QUOTA_CONCURRENT_SETUPS: '100000',
+    TEE_MAX_RUNNING_EXECUTIONS: '100000',
+    TEE_MAX_RUNNING_SETUPS: '100000',
+    TEE_SANDBOX_MEMORY_MB: String(1024 * 1024),
     ...env,
   });
   const logger = createLogger({ level: config.logLevel }, { name: 'test-stack' });
