@@ -7,6 +7,7 @@ import type { Logger } from '@assist-tee/logger';
 import { dockerMessage, dockerStatus, isNotFound } from './errors.js';
 import { type EngineRuntime, runtimeProblems, sandboxProblems } from './verify.js';
 import { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
+import { type ArchiveLimits, repackArchive } from './archive.js';
 import {
   LABEL_PREFIX,
   labelFilter,
@@ -55,7 +56,8 @@ export interface SandboxSpec {
   cmd: string[];
   /** The container's whole environment ('K=V'); nothing of the host's is inherited. */
   env: string[];
-  volume: { name: string; target: string; readOnly: boolean };
+  /** The environment's volume; a setup sandbox has none (it sends its install out on stdout). */
+  volume?: { name: string; target: string; readOnly: boolean };
   limits: SandboxLimits;
   labels: SandboxLabels;
   /** A Docker network to attach to; without one the sandbox has no network at all. */
@@ -301,6 +303,28 @@ export class SandboxDriver {
   }
 
   /**
+   * Streams an untrusted tar into the volume under `target` (e.g. what a setup sandbox
+   * installed), as repackArchive rewrites it: only directories and regular files, modes and
+   * owner set here, never more than the limits (ArchiveOverCapError; the upload is aborted and
+   * what it wrote stays: the caller removes the volume). Returns what was written.
+   */
+  async writeArchive(
+    options: VolumeAccessOptions & ArchiveLimits & { archive: NodeJS.ReadableStream },
+  ): Promise<VolumeUsage> {
+    return this.withVolumeContainer(options, async (container) => {
+      const written = await repackArchive(options.archive, options, (archive, abortSignal) =>
+        container.putArchive(archive, {
+          path: options.target,
+          noOverwriteDirNonDir: 'true',
+          abortSignal,
+        }),
+      );
+      this.logger.debug({ volume: options.volume, ...written }, 'archive written');
+      return written;
+    });
+  }
+
+  /**
    * Counts the files and bytes under the volume's root, reading its tar through the engine;
    * stops reading as soon as `stopAbove` is passed (the caller only needs to know that).
    */
@@ -438,7 +462,7 @@ export class SandboxDriver {
   async start(spec: SandboxSpec): Promise<Sandbox> {
     if (this.requireGvisor) await this.assertGvisor();
     const { limits, volume } = spec;
-    await this.requireVolume(volume.name);
+    if (volume !== undefined) await this.requireVolume(volume.name);
     const network = spec.network;
     const runtime = network === undefined ? this.runtime : this.networkRuntime;
     const networkMode = network ?? 'none';
@@ -447,7 +471,7 @@ export class SandboxDriver {
       Cmd: spec.cmd,
       Env: spec.env,
       User: SANDBOX_USER,
-      WorkingDir: spec.scratch?.target ?? volume.target,
+      WorkingDir: spec.scratch?.target ?? volume?.target,
       // Not the container id: user code learns nothing about the host from it.
       Hostname: 'sandbox',
       Labels: toDockerLabels(this.labelled(spec.labels)),
@@ -469,7 +493,16 @@ export class SandboxDriver {
         },
         ShmSize: SHM_BYTES,
         Mounts: [
-          volumeMount(volume.name, volume.target, volume.readOnly, this.labelled(spec.labels)),
+          ...(volume === undefined
+            ? []
+            : [
+                volumeMount(
+                  volume.name,
+                  volume.target,
+                  volume.readOnly,
+                  this.labelled(spec.labels),
+                ),
+              ]),
           ...(spec.files ?? []).map((file) => ({
             Type: 'bind' as const,
             Source: file.source,
@@ -493,8 +526,10 @@ export class SandboxDriver {
     );
     // The environment was deleted while this container was created: the empty volume Docker
     // made in its place goes with the container, and the start fails as for a missing volume.
-    const mounted = await this.docker.getVolume(volume.name).inspect();
-    if (mounted.Labels?.[RECREATED_LABEL] === 'true') {
+    if (
+      volume !== undefined &&
+      (await this.docker.getVolume(volume.name).inspect()).Labels?.[RECREATED_LABEL] === 'true'
+    ) {
       await this.removeContainer(container.id);
       await this.removeVolume(volume.name).catch(() => undefined);
       throw new VolumeNotFoundError(volume.name);

@@ -64,10 +64,7 @@ export async function buildTar(
   const collected = (async () => {
     for await (const chunk of archive) chunks.push(chunk as Buffer);
   })();
-  const owner =
-    ownedBy === 'root'
-      ? { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime }
-      : { uid: SANDBOX_ID, gid: SANDBOX_ID, uname: 'sandbox', gname: 'sandbox', mtime };
+  const owner = ownerHeader(ownedBy, mtime);
   const prefix = root === undefined ? '' : `${root}/`;
   if (root !== undefined) {
     validateFilePath(root);
@@ -86,4 +83,11 @@ export async function buildTar(
   archive.finalize();
   await collected;
   return Buffer.concat(chunks);
+}
+
+/** Tar header fields for files written as root or as the sandbox user. */
+export function ownerHeader(ownedBy: 'root' | 'sandbox', mtime: Date) {
+  return ownedBy === 'root'
+    ? { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime }
+    : { uid: SANDBOX_ID, gid: SANDBOX_ID, uname: 'sandbox', gname: 'sandbox', mtime };
 }

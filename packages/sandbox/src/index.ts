@@ -10,6 +10,7 @@ export { createDockerClient, type DockerClientOptions } from './client.js';
 export { environmentVolumeName } from './names.js';
 export { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
 export type { Sandbox, SandboxExit } from './sandbox.js';
+export { ArchiveOverCapError, type ArchiveLimits } from './archive.js';
 export {
   SANDBOX_USER,
   SandboxDriver,

@@ -6,7 +6,6 @@ export {
   RUNNER_ENTRY_PATH,
   SANDBOX_UID,
   SETUP_SCRIPT_PATH,
-  SETUP_VOLUME_DIR,
   type RunOptions,
   type SandboxRuntime,
   type SandboxRuntimeName,

@@ -50,7 +50,5 @@ export const RUNNER_ENTRY_PATH = `${RUNNER_DIR}/runner.ts`;
 export const RUNNER_CORE_PATH = `${RUNNER_DIR}/core.ts`;
 /** The setup script (runner/setup.ts of this package) in every image. */
 export const SETUP_SCRIPT_PATH = `${RUNNER_DIR}/setup.ts`;
-/** Where a setup sandbox mounts the environment's volume; CODE_DIR is its install directory. */
-export const SETUP_VOLUME_DIR = '/volume';
 /** Uid/gid of the sandbox user in the images: the one the driver runs containers as. */
 export const SANDBOX_UID = SANDBOX_ID;

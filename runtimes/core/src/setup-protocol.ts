@@ -11,18 +11,20 @@ export interface SetupRequest {
   installEnv: string[];
   /** Where the install runs: a tmpfs of at most maxBytes that no module can write. */
   installDir: string;
-  /** The environment's volume: what the install wrote is copied here, same relative paths. */
-  targetDir: string;
-  /** Files and directories the install may add to the volume; with more, nothing is copied. */
+  /** Files and directories the install may add to the volume; with more, nothing is sent. */
   maxFiles: number;
   /** Bytes (file sizes) the install may add to the volume: the tmpfs's size as well. */
   maxBytes: number;
 }
 
-/** The setup script's one line of stdout (the package manager's output goes to stderr). */
+/**
+ * The first line of the setup script's stdout (the package manager's output goes to stderr).
+ * After an 'installed' line, the rest of stdout is a tar of what was installed (directories and
+ * regular files, paths relative to installDir, parents first); after any other, nothing.
+ */
 export type SetupResult =
   | { outcome: 'installed'; files: number; bytes: number }
   /** The package manager failed for a reason of its own. */
   | { outcome: 'failed'; exitCode: number | null; signal: string | null }
-  /** The install passed a cap (it stopped at the tmpfs's size): nothing was copied. */
+  /** The install passed a cap (it stopped at the tmpfs's size): nothing is sent. */
   | { outcome: 'over-cap'; cap: 'files' | 'bytes' };

@@ -5,7 +5,6 @@ import {
   RUNNER_ENTRY_PATH,
   type RuntimeImageDefinition,
   SETUP_SCRIPT_PATH,
-  SETUP_VOLUME_DIR,
   runtimeImageTag,
   type SandboxRuntime,
 } from '@assist-tee/runtime-core';
@@ -40,8 +39,8 @@ const RUN_FLAGS = [
   '--allow-env',
 ];
 
-// The setup script (ours, not user code) reads and writes the install directory and the volume
-// and runs the package manager (deno itself); nothing is fetched for the script.
+// The setup script (ours, not user code) reads and writes the install directory and runs the
+// package manager (deno itself); nothing is fetched for the script.
 const SETUP_FLAGS = [
   'run',
   '--quiet',
@@ -51,7 +50,7 @@ const SETUP_FLAGS = [
   '--no-remote',
   '--no-npm',
   '--allow-read',
-  `--allow-write=${CODE_DIR},${SETUP_VOLUME_DIR}`,
+  `--allow-write=${CODE_DIR}`,
   '--allow-env',
   `--allow-run=${DENO_BINARY_PATH}`,
   '--allow-sys',

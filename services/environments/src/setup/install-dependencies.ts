@@ -3,11 +3,16 @@ import type { Logger } from '@assist-tee/logger';
 import {
   CODE_DIR,
   type InstallPlan,
-  SETUP_VOLUME_DIR,
   type SetupRequest,
   type SetupResult,
 } from '@assist-tee/runtime-core';
-import { caBundleAccess, type SandboxDriver, type SandboxLabels } from '@assist-tee/sandbox';
+import {
+  ArchiveOverCapError,
+  caBundleAccess,
+  type SandboxDriver,
+  type SandboxLabels,
+  type VolumeUsage,
+} from '@assist-tee/sandbox';
 
 export interface InstallTarget {
   image: string;
@@ -35,6 +40,13 @@ const MiB = 1024 * 1024;
 
 type SetupConfig = Config['setup'];
 
+/** How the setup script's output went: its result, and what of its tar reached the volume. */
+interface Copied {
+  result: SetupResult | undefined;
+  written?: VolumeUsage;
+  error?: Error;
+}
+
 /** The registry and proxy settings every package manager reads. */
 export function installEnvironment(setup: SetupConfig): string[] {
   const env = [
@@ -52,11 +64,13 @@ export function installEnvironment(setup: SetupConfig): string[] {
 }
 
 /**
- * Runs the plan in a setup sandbox (network, the install caps): the runtime's setup script
- * installs into a tmpfs no bigger than what the volume may still take, then copies the result
- * into the volume, stopping before the size or file cap would be passed. So a setup never holds
- * more of the host's disk than the caps, even while it runs (the tmpfs is memory, and counts
- * against the sandbox's memory limit on top of the install's own). Then reads the lockfile.
+ * Runs the plan in a setup sandbox (network, the install caps, no volume): the runtime's setup
+ * script installs into a tmpfs no bigger than what the volume may still take, counts the result
+ * against the caps and sends it on stdout as a tar, which goes into the volume as it arrives,
+ * rewritten and counted again here (the sandbox is not trusted to keep to the caps). So a setup
+ * never holds more of the host's disk than the caps, even while it runs (the tmpfs is memory,
+ * and counts against the sandbox's memory limit on top of the install's own). Then reads the
+ * lockfile.
  * Throws InstallFailedError with the tail of the install output when the install fails or
  * reaches a cap. The sandbox is always removed.
  */
@@ -84,7 +98,6 @@ export async function installDependencies(
     install: plan.install,
     installEnv: plan.installEnv,
     installDir: CODE_DIR,
-    targetDir: SETUP_VOLUME_DIR,
     maxFiles: budget.files,
     maxBytes: budget.bytes,
   };
@@ -94,7 +107,6 @@ export async function installDependencies(
     image: target.image,
     cmd: [...target.setupCommand, JSON.stringify(request)],
     env: [...target.setupEnv, ...installEnvironment(setup), ...ca.env],
-    volume: { name: target.volume, target: SETUP_VOLUME_DIR, readOnly: false },
     scratch: { target: CODE_DIR, bytes: budget.bytes },
     limits: {
       memoryBytes: setup.memoryMb * MiB + budget.bytes,
@@ -111,11 +123,6 @@ export async function installDependencies(
     output = Buffer.concat([output, chunk]);
     if (output.length > 2 * OUTPUT_TAIL_BYTES) output = output.subarray(-OUTPUT_TAIL_BYTES);
   });
-  // The result line is short; anything longer is not the script's.
-  let resultLine = '';
-  sandbox.stdout.on('data', (chunk: Buffer) => {
-    if (resultLine.length <= MAX_RESULT_BYTES) resultLine += chunk.toString('utf8');
-  });
   sandbox.stdin.end();
   let timedOut = false;
   const kill = () => {
@@ -127,13 +134,39 @@ export async function installDependencies(
   }, setup.timeoutMs);
   if (signal.aborted) kill();
   signal.addEventListener('abort', kill, { once: true });
-  let installed!: { files: number; bytes: number };
+  // The result line, then (installed) the tar, into the volume while it comes: a failed copy
+  // kills the sandbox, which would otherwise wait on its output.
+  const copied = readResultLine(sandbox.stdout).then(async (result): Promise<Copied> => {
+    if (result?.outcome !== 'installed') {
+      sandbox.stdout.resume();
+      return { result };
+    }
+    try {
+      const written = await driver.writeArchive({
+        archive: sandbox.stdout,
+        maxFiles: budget.files,
+        maxBytes: budget.bytes,
+        image: target.image,
+        volume: target.volume,
+        target: CODE_DIR,
+        labels: target.labels,
+        // As the modules' owner was set for a volume with dependencies; executions mount it
+        // read-only anyway.
+        owner: 'sandbox',
+      });
+      return { result, written };
+    } catch (error) {
+      kill();
+      return { result, error: error as Error };
+    }
+  });
+  let installed!: VolumeUsage;
   try {
     const exit = await sandbox.exited;
     clearTimeout(timer);
+    const { result, written, error } = await copied;
     const tail = () => outputTail(output);
-    const result = parseResult(resultLine);
-    logger.info({ exit, result, ms: Date.now() - started }, 'dependency install finished');
+    logger.info({ exit, result, written, ms: Date.now() - started }, 'dependency install finished');
     signal.throwIfAborted();
     if (timedOut) {
       throw new InstallFailedError(
@@ -145,17 +178,22 @@ export async function installDependencies(
         `installing dependencies ran out of memory (${setup.memoryMb} MB)${tail()}`,
       );
     }
+    // The sandbox's own count said yes, but it sent more than the caps.
+    if (error instanceof ArchiveOverCapError) {
+      throw new InstallFailedError(overCapMessage(error.cap, caps));
+    }
     if (result?.outcome === 'over-cap') {
       throw new InstallFailedError(overCapMessage(result.cap, caps));
     }
-    if (result?.outcome !== 'installed') {
+    if (result?.outcome !== 'installed' || exit.exitCode !== 0) {
       const code =
         result?.outcome === 'failed' ? (result.exitCode ?? result.signal) : exit.exitCode;
       throw new InstallFailedError(
         `installing dependencies failed with exit code ${code}${tail()}`,
       );
     }
-    installed = result;
+    if (error !== undefined) throw error;
+    installed = written!;
   } finally {
     clearTimeout(timer);
     signal.removeEventListener('abort', kill);
@@ -183,10 +221,40 @@ function overCapMessage(cap: 'files' | 'bytes', caps: { files: number; bytes: nu
     : `the installed dependencies take more than ${caps.bytes} bytes (TEE_MAX_ENVIRONMENT_BYTES)`;
 }
 
-/** The setup script's result line, or undefined when it wrote none (it failed or was killed). */
-function parseResult(stdout: string): SetupResult | undefined {
+/**
+ * The setup script's result line, or undefined when it wrote none (it failed or was killed);
+ * what follows it stays unread in `stdout`. The line is short: anything longer is not the
+ * script's.
+ */
+function readResultLine(stdout: NodeJS.ReadableStream): Promise<SetupResult | undefined> {
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    const done = (result: SetupResult | undefined) => {
+      stdout.off('readable', onReadable);
+      stdout.off('end', onEnd);
+      resolve(result);
+    };
+    const onEnd = () => done(undefined);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = stdout.read() as Buffer | null) !== null) {
+        head = Buffer.concat([head, chunk]);
+        const newline = head.indexOf('\n');
+        if (newline !== -1) {
+          if (newline + 1 < head.length) stdout.unshift(head.subarray(newline + 1));
+          return done(parseResult(head.subarray(0, newline).toString('utf8')));
+        }
+        if (head.length > MAX_RESULT_BYTES) return done(undefined);
+      }
+    };
+    stdout.on('readable', onReadable);
+    stdout.on('end', onEnd);
+  });
+}
+
+function parseResult(line: string): SetupResult | undefined {
   try {
-    return JSON.parse(stdout) as SetupResult;
+    return JSON.parse(line) as SetupResult;
   } catch {
     return undefined;
   }
