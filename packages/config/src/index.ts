@@ -79,7 +79,7 @@ export interface Config {
     /**
      * Caps on the environment volume, modules and installed dependencies together. An install
      * stops at them while it writes: it runs in a tmpfs of what is left of maxVolumeBytes (memory
-     * on top of memoryMb) and is copied into the volume file by file.
+     * on top of memoryMb) and reaches the volume as one tar stream, counted again.
      */
     maxVolumeBytes: number;
     maxVolumeFiles: number;
