@@ -15,6 +15,11 @@ export interface AssistTeeClientOptions {
   protocol?: 'connect' | 'grpc' | 'grpc-web';
   /** Use the JSON encoding of the Connect protocol instead of binary protobuf. */
   useJson?: boolean;
+  /**
+   * Connect protocol only: send the calls without side effects (Get*, List*, GetPoolStatus,
+   * GetStatus) as HTTP GET requests, which browsers and HTTP caches can handle as reads.
+   */
+  useHttpGet?: boolean;
   /** Sent as `Authorization: Bearer <key>` with every call. */
   apiKey?: string;
   interceptors?: Interceptor[];
@@ -59,6 +64,10 @@ function createTransport(options: AssistTeeClientOptions): Transport {
     case 'grpc-web':
       return createGrpcWebTransport({ ...common, httpVersion: '1.1' });
     case 'connect':
-      return createConnectTransport({ ...common, httpVersion: '1.1' });
+      return createConnectTransport({
+        ...common,
+        httpVersion: '1.1',
+        useHttpGet: options.useHttpGet ?? false,
+      });
   }
 }

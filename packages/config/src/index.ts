@@ -30,6 +30,8 @@ export interface Config {
     requestTimeoutMs: number;
     /** A connection with no request in progress is closed after this. */
     idleTimeoutMs: number;
+    /** Browser origins (scheme://host[:port]) allowed to call cross-origin; empty: CORS off. */
+    corsOrigins: string[];
   };
   /** On SIGTERM: time in-flight executions and setups get to finish before they are cut short. */
   shutdownGraceMs: number;
@@ -184,6 +186,19 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`${name}: expected 1, true, 0 or false, got "${raw}"`);
     return false;
   };
+  /** Comma-separated exact origins, each as a browser sends it in the Origin header. */
+  const origins = (name: string): string[] => {
+    const listed = str(name, '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter((origin) => origin !== '');
+    for (const origin of listed) {
+      if (URL.parse(origin)?.origin !== origin) {
+        problems.push(`${name}: expected origins such as https://app.example.com, got "${origin}"`);
+      }
+    }
+    return listed;
+  };
   const limits = (kind: 'DEFAULT' | 'MAX', fallback: ExecutionLimits): ExecutionLimits => ({
     timeoutMs: int(`TEE_${kind}_TIMEOUT_MS`, fallback.timeoutMs, 1),
     memoryMb: int(`TEE_${kind}_MEMORY_MB`, fallback.memoryMb, 64),
@@ -206,6 +221,7 @@ export function loadConfig(env: Env = process.env): Config {
       requestTimeoutMs: int('TEE_HTTP_REQUEST_TIMEOUT_MS', 60_000, 100),
       // Above the 60 s idle timeout of common load balancers, so that they close first.
       idleTimeoutMs: int('TEE_HTTP_IDLE_TIMEOUT_MS', 65_000, 100),
+      corsOrigins: origins('TEE_CORS_ORIGINS'),
     },
     // Inside the 30 s that Kubernetes (and our compose file) waits before a SIGKILL.
     shutdownGraceMs: int('TEE_SHUTDOWN_GRACE_MS', 20_000, 0),

@@ -36,6 +36,19 @@ describe('loadConfig', () => {
     expect(problems).toContain('TEE_SUBJECT_PREFIX');
   });
 
+  it('reads the CORS origins: none by default, exact origins only', () => {
+    expect(loadConfig({}).http.corsOrigins).toEqual([]);
+    expect(
+      loadConfig({ TEE_CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' }).http
+        .corsOrigins,
+    ).toEqual(['https://app.example.com', 'http://localhost:5173']);
+    for (const origin of ['app.example.com', 'https://app.example.com/', '*']) {
+      expect(() => loadConfig({ TEE_CORS_ORIGINS: origin })).toThrow(
+        `TEE_CORS_ORIGINS: expected origins such as https://app.example.com, got "${origin}"`,
+      );
+    }
+  });
+
   it('keeps the warm pool, the largest execution and a setup within the sandbox memory', () => {
     expect(loadConfig({}).capacity.sandboxMemoryMb).toBeGreaterThanOrEqual(
       loadConfig({}).pool.memoryBudgetMb,

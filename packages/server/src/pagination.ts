@@ -9,11 +9,9 @@ export interface PageCursor {
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
 
+/** 0 asks for the default; more than the maximum gets the maximum (AIP-158), not an error. */
 export function resolvePageSize(requested: number): number {
-  if (requested > MAX_PAGE_SIZE) {
-    throw invalidArgument('page_size', `must be at most ${MAX_PAGE_SIZE}`);
-  }
-  return requested === 0 ? DEFAULT_PAGE_SIZE : requested;
+  return requested === 0 ? DEFAULT_PAGE_SIZE : Math.min(requested, MAX_PAGE_SIZE);
 }
 
 export function encodePageToken(cursor: PageCursor): string {

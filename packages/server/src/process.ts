@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '@assist-tee/logger';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
 import { type ApiKeys, openApiKeys } from './api-keys.js';
 import { authGate, authInterceptor } from './auth.js';
+import { withCors } from './cors.js';
 import { errorInterceptor } from './errors.js';
 import type { HealthCheck } from './health.js';
 import { healthEndpoints } from './health-endpoints.js';
@@ -162,7 +163,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
     const server = await startHttpServer({
       host: config.http.host,
       port: config.http.port,
-      handler,
+      handler: withCors(config.http.corsOrigins, handler),
       timeouts: {
         headersMs: config.http.headersTimeoutMs,
         requestMs: config.http.requestTimeoutMs,

@@ -11,9 +11,11 @@ describe('page tokens', () => {
   it('refuse a token that was not issued', () => {
     expect(() => decodePageToken('bm9wZQ')).toThrow(invalidArgument(/^page_token: /));
   });
-  it('bound the page size', () => {
+  it('default and cap the page size', () => {
     expect(resolvePageSize(0)).toBe(50);
-    expect(() => resolvePageSize(501)).toThrow(invalidArgument(/^page_size: /));
+    expect(resolvePageSize(500)).toBe(500);
+    expect(resolvePageSize(501)).toBe(500);
+    expect(resolvePageSize(4_294_967_295)).toBe(500);
   });
 });
 

@@ -71,6 +71,10 @@ describe('listings are newest first and page by token', () => {
       return { ids: response.executions.map((e) => e.id), ...response };
     });
     expect(pages).toEqual([executed.slice(1).reverse(), executed.slice(0, 1)]);
+    // A page size above the maximum (500) gets the maximum, not an error.
+    const capped = await tee.client.executions.listExecutions({ environmentId, pageSize: 100_000 });
+    expect(capped.executions.map((e) => e.id)).toEqual([...executed].reverse());
+    expect(capped.nextPageToken).toBe('');
     await tee.client.environments.deleteEnvironment({ id: environmentId });
   });
 });

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
   createAssistTeeClient,
+  DeletionReason,
   EnvironmentStatus,
   ExecutionStatus,
   Runtime,
@@ -137,6 +138,30 @@ describe('API keys, tenants and quotas', () => {
         tee.operator.environments.createEnvironment({ ...sumExample, runtime: Runtime.BUN }),
       ),
     ).toBe('PermissionDenied');
+  });
+
+  it('only the services’ key (the reaper) may delete an environment as EXPIRED', async () => {
+    const { environment } = await tee.client.environments.createEnvironment({
+      ...sumExample,
+      runtime: Runtime.BUN,
+    });
+    const id = environment!.id;
+    const refused = await tee.client.environments
+      .deleteEnvironment({ id, reason: DeletionReason.EXPIRED })
+      .catch((error: unknown) => ConnectError.from(error));
+    expect(refused).toBeInstanceOf(ConnectError);
+    expect([Code[(refused as ConnectError).code], (refused as ConnectError).rawMessage]).toEqual([
+      'PermissionDenied',
+      expect.stringMatching(/^reason: /),
+    ]);
+    const kept = await tee.client.environments.getEnvironment({ id });
+    expect(kept.environment!.status).toBe(EnvironmentStatus.READY);
+
+    const deleted = await tee.operator.environments.deleteEnvironment({
+      id,
+      reason: DeletionReason.EXPIRED,
+    });
+    expect(deleted.environment!.status).toBe(EnvironmentStatus.DELETED);
   });
 
   it('live environments per tenant: ResourceExhausted naming the quota', async () => {

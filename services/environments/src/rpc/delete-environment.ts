@@ -8,7 +8,7 @@ import {
   EnvironmentDeletedSchema,
 } from '@assist-tee/proto';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import type { HandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { callerTenant, invalidArgument, notFound } from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
@@ -27,8 +27,16 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     if (!(request.reason in DeletionReason)) {
       throw invalidArgument('reason', `unknown deletion reason ${Number(request.reason)}`);
     }
+    const tenantId = callerTenant(context);
+    // EXPIRED tells subscribers the TTL ran out: only the reaper (the services' key) says so.
+    if (request.reason === DeletionReason.EXPIRED && tenantId !== undefined) {
+      throw new ConnectError(
+        'reason: DELETION_REASON_EXPIRED is set by the reaper only; send REQUESTED or leave it unset',
+        Code.PermissionDenied,
+      );
+    }
     const em = deps.db.em();
-    const row = await findEnvironment(em, request.id, callerTenant(context));
+    const row = await findEnvironment(em, request.id, tenantId);
     if (row.status === 'DELETED') throw notFound('environment', request.id);
     const now = new Date();
     row.status = 'DELETED';
