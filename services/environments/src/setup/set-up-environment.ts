@@ -24,7 +24,6 @@ export async function setUpEnvironment(
     environmentId,
   };
   for (const warning of deps.warnings) deps.logger.warn({ environmentId }, warning);
-  const withDependencies = hasDependencies(valid.dependencies);
   await deps.sandbox.createVolume(volume, labels);
   await deps.sandbox.writeFiles({
     image: runtime.image,
@@ -32,11 +31,11 @@ export async function setUpEnvironment(
     target: runtime.codeDir,
     files: valid.modules,
     labels,
-    // The setup script copies the install next to the modules; executions mount the volume
-    // read-only anyway.
-    owner: withDependencies ? 'sandbox' : 'root',
+    // Only the service writes the volume (the install arrives as a tar it rewrites): the
+    // modules stay root's.
+    owner: 'root',
   });
-  if (!withDependencies) return { lockfile: null };
+  if (!hasDependencies(valid.dependencies)) return { lockfile: null };
   return installDependencies(
     {
       driver: deps.sandbox,
