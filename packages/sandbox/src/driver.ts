@@ -622,12 +622,19 @@ export class SandboxDriver {
 
   /** Force-removes a container by id; a missing one is fine. */
   async removeContainer(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).remove({ force: true });
-      this.logger.debug({ containerId: id }, 'container removed');
-    } catch (error) {
-      const status = dockerStatus(error);
-      if (status !== 404 && status !== 409) throw error;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.docker.getContainer(id).remove({ force: true });
+        this.logger.debug({ containerId: id }, 'container removed');
+        return;
+      } catch (error) {
+        const status = dockerStatus(error);
+        if (status === 404 || status === 409) return;
+        // The container exited while the engine was killing it ("Could not kill running
+        // container …, is not running"): it has stopped, so removing it again succeeds.
+        if (attempt === 1 && status === 500 && String(error).includes('is not running')) continue;
+        throw error;
+      }
     }
   }
 }
