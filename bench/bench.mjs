@@ -82,9 +82,12 @@ async function startStack(env) {
   };
 }
 
-/** One Connect JSON call over HTTP, the way any client in any language makes it. */
+/**
+ * One Connect JSON call over HTTP, the way any client in any language makes it. `method` is its
+ * full name, e.g. `assist_tee.v1.ExecutionService/Execute`.
+ */
 async function call(url, method, body, key = apiKey) {
-  const response = await fetch(`${url}/assist_tee.v1.${method}`, {
+  const response = await fetch(`${url}/${method}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
     body: JSON.stringify(body),
@@ -96,7 +99,7 @@ async function call(url, method, body, key = apiKey) {
 
 const createEnvironment = async (url) =>
   (
-    await call(url, 'EnvironmentService/CreateEnvironment', {
+    await call(url, 'assist_tee.v1.EnvironmentService/CreateEnvironment', {
       runtime: 'RUNTIME_DENO',
       mainModule: 'main.ts',
       modules: MODULES,
@@ -105,7 +108,7 @@ const createEnvironment = async (url) =>
 
 async function execute(url, environmentId, i = 0) {
   const started = performance.now();
-  const { execution } = await call(url, 'ExecutionService/Execute', {
+  const { execution } = await call(url, 'assist_tee.v1.ExecutionService/Execute', {
     environmentId,
     data: { a: 2, b: i },
   });
@@ -122,7 +125,12 @@ async function execute(url, environmentId, i = 0) {
  */
 async function waitForSettledPool(url, environmentId) {
   for (;;) {
-    const status = await call(url, 'ExecutionService/GetPoolStatus', {}, SERVICE_KEY);
+    const status = await call(
+      url,
+      'assist_tee.admin.v1.WarmPoolService/GetPoolStatus',
+      {},
+      SERVICE_KEY,
+    );
     const { environments = [] } = status;
     const pool = environments.find((entry) => entry.environmentId === environmentId);
     if ((pool?.ready ?? 0) > 0 && (pool?.starting ?? 0) === 0) break;

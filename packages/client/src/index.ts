@@ -4,9 +4,15 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from '@connectrpc/connect-node';
-import { EnvironmentService, ExecutionService, ReaperService } from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
+
+import { type RetryOptions, retryInterceptor } from './retry.js';
 
 export * from '@assist-tee/proto';
+// What a caller needs to read an error: its code, and its details with
+// `ConnectError.from(err).findDetails(BadRequestSchema)` (schemas from @assist-tee/proto).
+export { Code, ConnectError } from '@connectrpc/connect';
+export { type RetryOptions, retryInterceptor } from './retry.js';
 
 export interface AssistTeeClientOptions {
   /** Where the API is served, e.g. http://localhost:8080. */
@@ -16,19 +22,35 @@ export interface AssistTeeClientOptions {
   /** Use the JSON encoding of the Connect protocol instead of binary protobuf. */
   useJson?: boolean;
   /**
-   * Connect protocol only: send the calls without side effects (Get*, List*, GetPoolStatus,
-   * GetStatus) as HTTP GET requests, which browsers and HTTP caches can handle as reads.
+   * Connect protocol only: send the calls without side effects (Get*, List*, and the operator
+   * API's GetPoolStatus and GetStatus) as HTTP GET requests, which browsers and HTTP caches can handle as reads.
    */
   useHttpGet?: boolean;
   /** Sent as `Authorization: Bearer <key>` with every call. */
   apiKey?: string;
+  /**
+   * CreateEnvironment, DeleteEnvironment, Execute and ExecuteStream get a fresh UUID as their
+   * request_id when it is left empty; they and the calls without side effects are retried on
+   * `unavailable` with the same request_id (5 attempts, backoff from 100 ms doubling up to
+   * 2 s, with jitter), streams only before their first message. `false` turns retries off.
+   */
+  retry?: RetryOptions | false;
   interceptors?: Interceptor[];
 }
 
 export interface AssistTeeClient {
   environments: Client<typeof EnvironmentService>;
   executions: Client<typeof ExecutionService>;
-  reaper: Client<typeof ReaperService>;
+  /**
+   * The operator API (proto package assist_tee.admin.v1), on the same port: only the services'
+   * key (TEE_SERVICE_KEY) may call it; a tenant's key gets PermissionDenied.
+   */
+  admin: {
+    /** The warm sandboxes of the execution service that answers. */
+    pool: Client<typeof admin.WarmPoolService>;
+    /** Sweeps now, and the reaper's status. */
+    reaper: Client<typeof admin.ReaperService>;
+  };
 }
 
 /** Typed clients for every Assist TEE service, sharing one transport. */
@@ -37,7 +59,10 @@ export function createAssistTeeClient(options: AssistTeeClientOptions): AssistTe
   return {
     environments: createClient(EnvironmentService, transport),
     executions: createClient(ExecutionService, transport),
-    reaper: createClient(ReaperService, transport),
+    admin: {
+      pool: createClient(admin.WarmPoolService, transport),
+      reaper: createClient(admin.ReaperService, transport),
+    },
   };
 }
 
@@ -52,6 +77,8 @@ function createTransport(options: AssistTeeClientOptions): Transport {
   const common = {
     baseUrl: options.baseUrl,
     interceptors: [
+      // Outermost: each attempt goes through the interceptors below it again.
+      ...(options.retry === false ? [] : [retryInterceptor(options.retry)]),
       ...(options.apiKey === undefined ? [] : [bearer(options.apiKey)]),
       ...(options.interceptors ?? []),
     ],

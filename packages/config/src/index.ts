@@ -138,6 +138,11 @@ export interface Config {
     /** Warm sandboxes started at once, over all environments. */
     maxStarts: number;
   };
+  /** request_id keys (CreateEnvironment, DeleteEnvironment, Execute, ExecuteStream). */
+  idempotency: {
+    /** How long a request_id is remembered: a retry within it gets the first call's answer. */
+    retentionMs: number;
+  };
   reaper: {
     sweepIntervalMs: number;
     /** Containers and volumes younger than this are never orphans (their owner may be mid-write). */
@@ -312,6 +317,9 @@ export function loadConfig(env: Env = process.env): Config {
       memoryBudgetMb: int('TEE_POOL_MEMORY_MB', 4096, 0),
       idleMs: int('TEE_POOL_IDLE_MS', 5 * 60_000, 1000),
       maxStarts: int('TEE_POOL_MAX_STARTS', 2, 1),
+    },
+    idempotency: {
+      retentionMs: int('TEE_IDEMPOTENCY_RETENTION_MS', 24 * 60 * 60_000, 1000),
     },
     reaper: {
       sweepIntervalMs: int('TEE_SWEEP_INTERVAL_MS', 60_000, 100),

@@ -6,6 +6,10 @@ import {
   ProcessedEventEntity,
 } from './environments/index.js';
 import { ExecutionEntity, executionMigrations } from './execution/index.js';
+import {
+  EnvironmentsIdempotencyKeyEntity,
+  ExecutionIdempotencyKeyEntity,
+} from './idempotency/idempotency-entity.js';
 import { EnvironmentsOutboxEntity, ExecutionOutboxEntity } from './outbox/outbox-entity.js';
 import { reaperMigrations, SweepEntity } from './reaper/index.js';
 
@@ -15,13 +19,18 @@ type ServiceSchema = Pick<DatabaseOptions, 'schema' | 'entities' | 'migrations'>
 // test) opens `{ url, ...executionSchema, logger }` and cannot forget a table.
 export const environmentsSchema: ServiceSchema = {
   schema: 'environments',
-  entities: [EnvironmentEntity, EnvironmentsOutboxEntity, ProcessedEventEntity],
+  entities: [
+    EnvironmentEntity,
+    EnvironmentsOutboxEntity,
+    ProcessedEventEntity,
+    EnvironmentsIdempotencyKeyEntity,
+  ],
   migrations: environmentsMigrations,
 };
 
 export const executionSchema: ServiceSchema = {
   schema: 'execution',
-  entities: [ExecutionEntity, ExecutionOutboxEntity],
+  entities: [ExecutionEntity, ExecutionOutboxEntity, ExecutionIdempotencyKeyEntity],
   migrations: executionMigrations,
 };
 

@@ -35,6 +35,7 @@ describe('openDatabase', () => {
         '0002-create-outbox',
         '0003-create-processed-event',
         '0004-tenant',
+        '0005-idempotency-key',
       ]);
       expect(await applied('execution')).toEqual([
         '0001-create-executions',
@@ -42,6 +43,7 @@ describe('openDatabase', () => {
         '0003-create-outbox',
         '0004-result-error-json',
         '0005-tenant',
+        '0006-idempotency-key',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.
@@ -53,6 +55,7 @@ describe('openDatabase', () => {
         '0002-create-outbox',
         '0003-create-processed-event',
         '0004-tenant',
+        '0005-idempotency-key',
       ]);
     } finally {
       await environments.close();

@@ -12,13 +12,8 @@ import {
 } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@assist-tee/logger';
-import {
-  decodeEvent,
-  eventSubject,
-  type EventType,
-  isEventType,
-  type ReceivedEvent,
-} from './event-types.js';
+import { decodeEvent, eventFilterSubjects } from './event-subjects.js';
+import { type EventType, isEventType, type ReceivedEvent } from './event-types.js';
 
 export interface ConsumeOptions {
   /** The consumer's durable name; processes using the same name share its messages. */
@@ -110,7 +105,7 @@ export async function startConsumer(
       msg.term();
       return;
     }
-    // Only when the server could not filter (several types before nats-server 2.10).
+    // Only when the server could not filter (nats-server before 2.10).
     if (!types.has(event.type)) {
       msg.ack();
       return;
@@ -210,14 +205,7 @@ function consumerConfig(
   types: EventType[],
   maxDeliver: number,
 ): Partial<ConsumerConfig> & { durable_name: string } {
-  const subjects = types.map((type) => eventSubject(context.subjectPrefix, type));
-  const filter =
-    subjects.length === 1
-      ? { filter_subject: subjects[0], filter_subjects: undefined }
-      : supportsFilterSubjects(context.nc)
-        ? { filter_subject: undefined, filter_subjects: subjects }
-        : // nats-server 2.9 (Debian 12's) filters on one subject only: take all, skip the rest.
-          { filter_subject: `${context.subjectPrefix}.>`, filter_subjects: undefined };
+  const filter = consumerFilter(context.subjectPrefix, types, context.nc.info?.version ?? '0.0.0');
   return {
     durable_name: options.durable,
     ack_policy: AckPolicy.Explicit,
@@ -271,9 +259,24 @@ async function ensureConsumer(
   });
 }
 
-function supportsFilterSubjects(nc: NatsConnection): boolean {
-  const [major = 0, minor = 0] = (nc.info?.version ?? '0.0.0').split('.').map(Number);
-  return major > 2 || (major === 2 && minor >= 10);
+/**
+ * The subjects of these types for every tenant, in both forms (eventFilterSubjects). Setting
+ * both fields lets an update replace a filter of the other kind in place.
+ */
+export function consumerFilter(
+  prefix: string,
+  types: EventType[],
+  serverVersion: string,
+): Pick<ConsumerConfig, 'filter_subject' | 'filter_subjects'> {
+  const [major = 0, minor = 0] = serverVersion.split('.').map(Number);
+  if (major > 2 || (major === 2 && minor >= 10)) {
+    return {
+      filter_subject: undefined,
+      filter_subjects: types.flatMap((type) => eventFilterSubjects(prefix, type)),
+    };
+  }
+  // nats-server 2.9 (Debian 12's) filters on one subject only: take all, skip the rest.
+  return { filter_subject: `${prefix}.>`, filter_subjects: undefined };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -9,11 +9,13 @@ import {
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@assist-tee/logger';
 import { type Consumption, type ConsumeOptions, startConsumer } from './durable-consumer.js';
+import { cloudEventHeaders } from './cloud-events.js';
+import { assertSubjectPrefix, eventStreamName, eventSubject } from './event-subjects.js';
 import {
-  assertSubjectPrefix,
+  type DecodedEvent,
+  decodeEventMessage,
   encodeEvent,
-  eventStreamName,
-  eventSubject,
+  eventTenant,
   type EventMessage,
   type EventType,
   isEventType,
@@ -22,7 +24,7 @@ import {
 export interface EventBusOptions {
   /** One or more NATS URLs, comma-separated. */
   servers: string;
-  /** Subjects are `${subjectPrefix}.${type}`; the stream is `${PREFIX}_EVENTS`. */
+  /** Subjects are `${subjectPrefix}.events.${tenant}.${type}`; the stream `${PREFIX}_EVENTS`. */
   subjectPrefix: string;
   /** Connection name, as the server's monitoring shows it. */
   name: string;
@@ -34,12 +36,13 @@ export interface EventBus {
   /** Creates or updates the stream; connectEventBus calls it. */
   ensureStream(): Promise<void>;
   /**
-   * Publishes to `${prefix}.${type}` with Nats-Msg-Id = message.eventId and resolves once
-   * JetStream has stored it, so re-publishing the same event id is a no-op.
+   * Publishes to `${prefix}.events.${tenant}.${type}` with the CloudEvents headers and
+   * Nats-Msg-Id = ce-id = message.eventId, and resolves once JetStream has stored it, so
+   * re-publishing the same event id is a no-op.
    */
   publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void>;
   /** publish() of an event already encoded (encodeEvent), e.g. read back from an outbox. */
-  publishEncoded(type: EventType, eventId: string, data: Uint8Array): Promise<void>;
+  publishEncoded(type: EventType, data: Uint8Array): Promise<void>;
   /**
    * A durable pull consumer on these types: acks after handle() resolves, redelivers with a
    * delay when it throws, gives up after maxDeliver. Processes with the same durable name
@@ -132,15 +135,21 @@ class JetStreamEventBus implements EventBus {
   }
 
   async publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void> {
-    await this.publishEncoded(type, message.eventId, encodeEvent(type, message));
+    await this.send({ type, message } as DecodedEvent, encodeEvent(type, message));
   }
 
-  async publishEncoded(type: EventType, eventId: string, data: Uint8Array): Promise<void> {
+  async publishEncoded(type: EventType, data: Uint8Array): Promise<void> {
     if (!isEventType(type)) throw new Error(`unknown event type ${JSON.stringify(type)}`);
-    if (eventId === '') throw new Error(`the ${type} event has no eventId`);
-    const ack = await this.js.publish(eventSubject(this.subjectPrefix, type), data, {
-      msgID: eventId,
-    });
+    // The subject and headers come from the message: an outbox stores only type and bytes.
+    await this.send(decodeEventMessage(type, data), data);
+  }
+
+  private async send(event: DecodedEvent, data: Uint8Array): Promise<void> {
+    const { type } = event;
+    const eventId = event.message.eventId;
+    const subject = eventSubject(this.subjectPrefix, eventTenant(event), type);
+    const headers = cloudEventHeaders(event);
+    const ack = await this.js.publish(subject, data, { msgID: eventId, headers });
     if (ack.duplicate) this.logger.debug({ type, eventId }, 'event already published');
   }
 

@@ -9,7 +9,7 @@ import {
 } from '@assist-tee/proto';
 import { randomUUID } from 'node:crypto';
 
-/** Every event: its type (the subject after the prefix) and its protobuf message. */
+/** Every event: its type (the end of its subject) and its protobuf message. */
 export const eventTypes = {
   'environment.created': EnvironmentCreatedSchema,
   'environment.failed': EnvironmentFailedSchema,
@@ -44,34 +44,12 @@ export function eventHeader(): { eventId: string; time: Timestamp } {
   return { eventId: randomUUID(), time: timestampNow() };
 }
 
-const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
-
-/** Throws unless the prefix is one or more plain subject tokens (no wildcards, no spaces). */
-export function assertSubjectPrefix(prefix: string): void {
-  if (!SUBJECT_PREFIX.test(prefix)) {
-    throw new Error(
-      `invalid event subject prefix ${JSON.stringify(prefix)}: expected tokens of letters, digits, "_" or "-" separated by "."`,
-    );
-  }
-}
-
-export function eventSubject(prefix: string, type: EventType): string {
-  return `${prefix}.${type}`;
-}
-
-/** `${PREFIX}_EVENTS`, so each prefix (a test stack's, say) gets a stream of its own. */
-export function eventStreamName(prefix: string): string {
-  return `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, '_')}_EVENTS`;
-}
-
 export class EventDecodeError extends Error {
   override name = 'EventDecodeError';
 }
 
-/** The typed event on a subject under `prefix`; throws EventDecodeError when there is none. */
-export function decodeEvent(prefix: string, subject: string, data: Uint8Array): DecodedEvent {
-  const type = subject.startsWith(`${prefix}.`) ? subject.slice(prefix.length + 1) : '';
-  if (!isEventType(type)) throw new EventDecodeError(`no event type has the subject ${subject}`);
+/** The typed message of an event of `type`; throws EventDecodeError when it is not one. */
+export function decodeEventMessage(type: EventType, data: Uint8Array): DecodedEvent {
   let message: EventMessage<EventType>;
   try {
     message = fromBinary(eventTypes[type] as DescMessage, data) as EventMessage<EventType>;
@@ -83,6 +61,34 @@ export function decodeEvent(prefix: string, subject: string, data: Uint8Array): 
   // Every publisher sets it (it is the dedup key); without it the bytes were not an event.
   if (message.eventId === '') throw new EventDecodeError(`the ${type} event has no event id`);
   return { type, message } as DecodedEvent;
+}
+
+/** The tenant an event belongs to ("" only in events made before there were tenants). */
+export function eventTenant(event: DecodedEvent): string {
+  switch (event.type) {
+    case 'environment.created':
+    case 'environment.failed':
+      return event.message.environment?.tenantId ?? '';
+    case 'execution.finished':
+      return event.message.execution?.tenantId ?? '';
+    default:
+      return event.message.tenantId;
+  }
+}
+
+/** The id of the environment or execution an event is about. */
+export function eventResourceId(event: DecodedEvent): string {
+  switch (event.type) {
+    case 'environment.created':
+    case 'environment.failed':
+      return event.message.environment?.id ?? '';
+    case 'environment.deleted':
+      return event.message.environmentId;
+    case 'execution.started':
+      return event.message.executionId;
+    case 'execution.finished':
+      return event.message.execution?.id ?? '';
+  }
 }
 
 /** The protobuf binary of an event, as it is published (and stored in an outbox). */

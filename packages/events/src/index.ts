@@ -1,10 +1,7 @@
 export {
-  decodeEvent,
   encodeEvent,
   EventDecodeError,
   eventHeader,
-  eventStreamName,
-  eventSubject,
   eventTypes,
   isEventType,
   type DecodedEvent,
@@ -12,5 +9,6 @@ export {
   type EventType,
   type ReceivedEvent,
 } from './event-types.js';
+export { decodeEvent, eventStreamName, eventSubject } from './event-subjects.js';
 export { connectEventBus, type EventBus, type EventBusOptions } from './event-bus.js';
 export type { ConsumeOptions, Consumption } from './durable-consumer.js';

@@ -1,5 +1,5 @@
 import { create, toBinary } from '@bufbuild/protobuf';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   DeletionReason,
   EnvironmentCreatedSchema,
@@ -11,6 +11,7 @@ import {
   Runtime,
 } from '@assist-tee/proto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { consumerFilter } from '../src/durable-consumer.js';
 import { connectEventBus, eventHeader, type EventBus, type ReceivedEvent } from '../src/index.js';
 import {
   caughtUp,
@@ -46,6 +47,7 @@ describe('event bus', () => {
       ...eventHeader(),
       executionId,
       environmentId: crypto.randomUUID(),
+      tenantId: 'acme',
     });
 
   it('creates a stream of its own per prefix, with the configured limits', async () => {
@@ -79,6 +81,7 @@ describe('event bus', () => {
       ...eventHeader(),
       environment: {
         id: crypto.randomUUID(),
+        tenantId: 'acme',
         status: EnvironmentStatus.READY,
         runtime: Runtime.DENO,
         mainModule: 'main.ts',
@@ -97,7 +100,7 @@ describe('event bus', () => {
     const [event] = received;
     expect(event).toMatchObject({
       type: 'environment.created',
-      subject: `${prefix}.environment.created`,
+      subject: `${prefix}.events.acme.environment.created`,
       streamSequence: 2,
       redelivered: false,
     });
@@ -292,41 +295,133 @@ describe('event bus', () => {
     }
   });
 
-  it('brings an existing durable to the latest config, and stops consumers on close', async () => {
+  it('brings an existing durable to the latest config in place, and stops consumers on close', async () => {
+    const nc = await rawConnection();
+    const jsm = await jetstreamManager(nc);
     const info = async () => {
-      const nc = await rawConnection();
-      try {
-        const { config } = await (
-          await jetstreamManager(nc)
-        ).consumers.info(bus.streamName, 'evolving');
-        return {
-          maxDeliver: config.max_deliver,
-          filter: config.filter_subject ?? config.filter_subjects,
-        };
-      } finally {
-        await nc.close();
-      }
+      const { config, created } = await jsm.consumers.info(bus.streamName, 'evolving');
+      return {
+        created,
+        maxDeliver: config.max_deliver,
+        filter: config.filter_subjects ?? config.filter_subject,
+      };
     };
-    const noop = async () => {};
-    const first = await bus.consume({
-      durable: 'evolving',
-      types: ['execution.started'],
-      handle: noop,
-    });
-    await first.stop();
-    expect(await info()).toEqual({ maxDeliver: 5, filter: `${prefix}.execution.started` });
+    try {
+      // The durable as the release before tenants were in subjects left it.
+      await jsm.consumers.add(bus.streamName, {
+        durable_name: 'evolving',
+        ack_policy: AckPolicy.Explicit,
+        max_deliver: 5,
+        filter_subject: `${prefix}.execution.started`,
+      });
+      const before = await info();
+      const noop = async () => {};
+      const consumer = await bus.consume({
+        durable: 'evolving',
+        types: ['execution.finished'],
+        maxDeliver: 9,
+        handle: noop,
+      });
+      const { filter_subject, filter_subjects } = consumerFilter(
+        prefix,
+        ['execution.finished'],
+        nc.info!.version,
+      );
+      // The same consumer (its position kept), not a new one beside it.
+      expect(await info()).toEqual({
+        created: before.created,
+        maxDeliver: 9,
+        filter: filter_subjects ?? filter_subject,
+      });
+      expect(await jsm.consumers.list(bus.streamName).next()).toHaveLength(1);
+      // close() stops the consumer itself before draining.
+      await bus.close();
+      await consumer.stop();
+    } finally {
+      await nc.close();
+    }
+  });
 
-    // A newer release of the service: another limit, other types.
-    const second = await bus.consume({
-      durable: 'evolving',
-      types: ['execution.finished'],
-      maxDeliver: 9,
-      handle: noop,
+  it('consumes once an event stored under the subject of the release before, with no headers', async () => {
+    const nc = await rawConnection();
+    const legacy = started();
+    try {
+      // As the previous release published it: no tenant in the subject, no headers.
+      await jetstream(nc).publish(
+        `${prefix}.execution.started`,
+        toBinary(ExecutionStartedSchema, legacy),
+        { msgID: legacy.eventId },
+      );
+    } finally {
+      await nc.close();
+    }
+    const current = started();
+    await bus.publish('execution.started', current);
+    const { items: received, handle } = recorder((event) => [event.subject, event.message.eventId]);
+    const consumer = await bus.consume({
+      durable: 'upgraded',
+      types: ['execution.started'],
+      handle,
     });
-    expect(await info()).toEqual({ maxDeliver: 9, filter: `${prefix}.execution.finished` });
-    // close() stops `second` itself before draining.
-    await bus.close();
-    await second.stop();
+    await eventually(() => received.length === 2);
+    await caughtUp(bus.streamName, 'upgraded');
+    await consumer.stop();
+    expect(received).toEqual([
+      [`${prefix}.execution.started`, legacy.eventId],
+      [`${prefix}.events.acme.execution.started`, current.eventId],
+    ]);
+  });
+
+  it('publishes CloudEvents headers, with ce-id as Nats-Msg-Id, encoded or not', async () => {
+    const direct = started();
+    const relayed = create(ExecutionFinishedSchema, {
+      ...eventHeader(),
+      execution: { id: crypto.randomUUID(), tenantId: 'other', status: ExecutionStatus.SUCCEEDED },
+    });
+    await bus.publish('execution.started', direct);
+    await bus.publishEncoded('execution.finished', toBinary(ExecutionFinishedSchema, relayed));
+    // Again: the same id is stored once, headers or not.
+    await bus.publishEncoded('execution.finished', toBinary(ExecutionFinishedSchema, relayed));
+
+    const nc = await rawConnection();
+    try {
+      expect((await (await jetstreamManager(nc)).streams.info(bus.streamName)).state.messages).toBe(
+        2,
+      );
+      const consumer = await jetstream(nc).consumers.get(bus.streamName);
+      const messages = await consumer.fetch({ max_messages: 2 });
+      const seen = [];
+      for await (const msg of messages) {
+        seen.push({
+          subject: msg.subject,
+          msgId: msg.headers?.get('Nats-Msg-Id'),
+          id: msg.headers?.get('ce-id'),
+          type: msg.headers?.get('ce-type'),
+          tenant: msg.headers?.get('ce-tenantid'),
+          contentType: msg.headers?.get('content-type'),
+        });
+      }
+      expect(seen).toEqual([
+        {
+          subject: `${prefix}.events.acme.execution.started`,
+          msgId: direct.eventId,
+          id: direct.eventId,
+          type: 'assist_tee.v1.execution.started',
+          tenant: 'acme',
+          contentType: 'application/protobuf',
+        },
+        {
+          subject: `${prefix}.events.other.execution.finished`,
+          msgId: relayed.eventId,
+          id: relayed.eventId,
+          type: 'assist_tee.v1.execution.finished',
+          tenant: 'other',
+          contentType: 'application/protobuf',
+        },
+      ]);
+    } finally {
+      await nc.close();
+    }
   });
 });
 

@@ -75,7 +75,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
       let published = 0;
       for (const row of rows) {
         try {
-          await bus.publishEncoded(row.type as EventType, row.eventId, row.payload);
+          await bus.publishEncoded(row.type as EventType, row.payload);
         } catch (error) {
           // Keep what went out; the rest waits for the retry.
           logger.warn({ err: error, eventId: row.eventId, type: row.type }, 'publish failed');

@@ -1,4 +1,5 @@
-import { create } from '@bufbuild/protobuf';
+import { create, toJson } from '@bufbuild/protobuf';
+import { TimestampSchema } from '@bufbuild/protobuf/wkt';
 import {
   type Database,
   ExecutionOutboxEntity,
@@ -13,6 +14,7 @@ import {
   createTestDatabase,
   type PrivateServer,
   startPrivateNatsServer,
+  storedHeaders,
   type TestDatabase,
   testSubjectPrefix,
 } from '@assist-tee/testing';
@@ -21,7 +23,12 @@ import { type Outbox, startOutbox } from '../src/index.js';
 
 const logger = createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'silent' });
 const started = (executionId: string) =>
-  create(ExecutionStartedSchema, { ...eventHeader(), executionId, environmentId: executionId });
+  create(ExecutionStartedSchema, {
+    ...eventHeader(),
+    executionId,
+    environmentId: executionId,
+    tenantId: 'acme',
+  });
 
 // Real Postgres, and a NATS server of this test's own so it can be stopped and started.
 describe('the transactional outbox', () => {
@@ -70,7 +77,16 @@ describe('the transactional outbox', () => {
     try {
       const first = started('00000000-0000-4000-8000-000000000002');
       await outbox.flushWith(db.em(), 'execution.started', first);
-      await events.waitFor((seen) => seen.some((e) => e.message.eventId === first.eventId));
+      const [relayed] = await events.waitFor((seen) =>
+        seen.some((e) => e.message.eventId === first.eventId),
+      );
+      // From the stored bytes alone: the tenant's subject and the CloudEvents headers.
+      expect(relayed!.subject).toBe(`${prefix}.events.acme.execution.started`);
+      const headers = await storedHeaders(nats.url, bus.streamName, relayed!.streamSequence);
+      expect(headers?.get('Nats-Msg-Id')).toBe(first.eventId);
+      expect(headers?.get('ce-id')).toBe(first.eventId);
+      expect(headers?.get('ce-type')).toBe('assist_tee.v1.execution.started');
+      expect(headers?.get('ce-time')).toBe(toJson(TimestampSchema, first.time!));
 
       await nats.stop();
       const whileDown = [3, 4, 5].map((n) => started(`00000000-0000-4000-8000-00000000000${n}`));

@@ -1,3 +1,4 @@
+import type { DescService } from '@bufbuild/protobuf';
 import {
   Code,
   ConnectError,
@@ -10,7 +11,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import type { Config } from '@assist-tee/config';
 import type { Logger } from '@assist-tee/logger';
 import type { ApiKeys, Principal } from './api-keys.js';
-import { concealError } from './errors.js';
+import { concealError, permissionDenied } from './errors.js';
 
 /** The tenant of calls without a key when TEE_ALLOW_NO_AUTH is set (development only). */
 export const ANONYMOUS_TENANT = 'dev';
@@ -44,6 +45,24 @@ async function authenticate(
   return principal;
 }
 
+/** The operator API's proto packages (assist_tee.admin.v1, …): the services' key only. */
+const OPERATOR_PACKAGE = /^assist_tee\.admin\./;
+
+/**
+ * Refuses a tenant's key on any service of the operator API, whatever the method: new operator
+ * RPCs are covered by the package they are declared in.
+ */
+function authorize(principal: Principal, service: DescService): Principal {
+  if (principal.kind === 'tenant' && OPERATOR_PACKAGE.test(service.typeName)) {
+    throw permissionDenied(
+      'OPERATOR_ONLY',
+      `${service.typeName} is for operators: call it with the services' key (TEE_SERVICE_KEY)`,
+      { service: service.typeName },
+    );
+  }
+  return principal;
+}
+
 /**
  * Checks the key of a call to the HTTP server once its headers are in, before its body is read:
  * a caller without a valid key cannot make the process read, decompress or parse anything.
@@ -57,7 +76,8 @@ export function authGate(
   return async (context) => {
     const header = context.requestHeader.get('authorization');
     try {
-      context.values.set(PRINCIPAL, await authenticate(keys, allowAnonymous, header));
+      const principal = await authenticate(keys, allowAnonymous, header);
+      context.values.set(PRINCIPAL, authorize(principal, context.service));
     } catch (error) {
       // The key store (Postgres) may be down: that is Unavailable, as for any handler.
       throw concealError(logger, error, `${context.service.typeName}/${context.method.name}`);
@@ -73,7 +93,8 @@ export function authInterceptor(keys: ApiKeys, allowAnonymous: boolean): Interce
   return (next) => async (request) => {
     if (request.contextValues.get(PRINCIPAL) === undefined) {
       const header = request.header.get('authorization');
-      request.contextValues.set(PRINCIPAL, await authenticate(keys, allowAnonymous, header));
+      const principal = await authenticate(keys, allowAnonymous, header);
+      request.contextValues.set(PRINCIPAL, authorize(principal, request.service));
     }
     return next(request);
   };
@@ -104,16 +125,9 @@ export function callerTenant(context: HandlerContext): string | undefined {
 export function requireTenant(context: HandlerContext): string {
   const tenantId = callerTenant(context);
   if (tenantId === undefined) {
-    throw new ConnectError('this call needs a tenant’s API key', Code.PermissionDenied);
+    throw permissionDenied('TENANT_KEY_REQUIRED', 'this call needs a tenant’s API key');
   }
   return tenantId;
-}
-
-/** Operator calls (pool status, sweeps) take the services' key only. */
-export function requireServiceKey(context: HandlerContext): void {
-  if (callerTenant(context) !== undefined) {
-    throw new ConnectError('this call is for operators (TEE_SERVICE_KEY)', Code.PermissionDenied);
-  }
 }
 
 /** A transport to another service running apart, calling it with the services' shared key. */

@@ -1,4 +1,11 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { ADMISSION_RETRY_DELAY_MS, type ErrorReason, quotaExceeded } from './errors.js';
+
+type Work = 'executions' | 'setups';
+
+const TENANT_REASONS: Record<Work, ErrorReason> = {
+  executions: 'TENANT_QUOTA_CONCURRENT_EXECUTIONS',
+  setups: 'TENANT_QUOTA_CONCURRENT_SETUPS',
+};
 
 /**
  * Work running at once in this process, up to a limit per key: per tenant, or for the whole
@@ -8,14 +15,15 @@ export class ConcurrencyQuota {
   private readonly running = new Map<string, number>();
 
   /**
-   * `what` names the work ("executions"), `setting` the variable that sets the limit, `whose`
-   * the holder of a key in the refusal ('tenant "acme"' by default).
+   * `what` names the work, `setting` the variable that sets the limit, `scope` whether a key
+   * is a tenant's (the refusal names it, reason TENANT_QUOTA_CONCURRENT_<WHAT>) or the
+   * instance's (reason INSTANCE_BUSY).
    */
   constructor(
     private readonly limit: number,
-    private readonly what: string,
+    private readonly what: Work,
     private readonly setting: string,
-    private readonly whose: (key: string) => string = (key) => `tenant "${key}"`,
+    private readonly scope: 'tenant' | 'instance' = 'tenant',
   ) {}
 
   /**
@@ -25,9 +33,17 @@ export class ConcurrencyQuota {
   acquire(key: string): () => void {
     const count = this.running.get(key) ?? 0;
     if (count >= this.limit) {
-      throw new ConnectError(
-        `${this.whose(key)} already has ${this.limit} ${this.what} running (${this.setting}); try again when one has finished`,
-        Code.ResourceExhausted,
+      const tenant = this.scope === 'tenant';
+      throw quotaExceeded(
+        tenant ? TENANT_REASONS[this.what] : 'INSTANCE_BUSY',
+        `${tenant ? `tenant "${key}"` : 'this instance'} already has ${this.limit} ${this.what} running (${this.setting}); try again when one has finished`,
+        {
+          ...(tenant ? { tenant: key } : { resource: `running_${this.what}` }),
+          limit: this.limit,
+          current: count,
+          setting: this.setting,
+        },
+        ADMISSION_RETRY_DELAY_MS,
       );
     }
     this.running.set(key, count + 1);
@@ -48,8 +64,8 @@ export interface InstanceLimit {
   acquire(): () => void;
 }
 
-export function instanceLimit(limit: number, what: string, setting: string): InstanceLimit {
-  const quota = new ConcurrencyQuota(limit, what, setting, () => 'this instance');
+export function instanceLimit(limit: number, what: Work, setting: string): InstanceLimit {
+  const quota = new ConcurrencyQuota(limit, what, setting, 'instance');
   return { acquire: () => quota.acquire('') };
 }
 

@@ -1,10 +1,94 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from '@assist-tee/proto';
 import type { Logger } from '@assist-tee/logger';
 
-/** A field-level validation error; `field` is the proto field path, e.g. `limits.timeout_ms`. */
+/**
+ * A field-level validation error; `field` is the proto field path, e.g. `limits.timeout_ms`.
+ * Besides the message it carries a google.rpc.BadRequest naming the field.
+ */
 export function invalidArgument(field: string, problem: string): ConnectError {
-  return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
+  return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument, undefined, [
+    { desc: BadRequestSchema, value: { fieldViolations: [{ field, description: problem }] } },
+  ]);
+}
+
+/** The domain of every google.rpc.ErrorInfo this API sends; reasons are unique within it. */
+export const ERROR_DOMAIN = 'assist-tee.dev';
+
+/** The stable reasons of ErrorInfo details: clients match on these, so never rename one. */
+export type ErrorReason =
+  | 'TENANT_QUOTA_ENVIRONMENTS'
+  | 'TENANT_QUOTA_CONCURRENT_EXECUTIONS'
+  | 'TENANT_QUOTA_CONCURRENT_SETUPS'
+  | 'INSTANCE_BUSY'
+  | 'ENVIRONMENT_NOT_READY'
+  | 'RUNTIME_UNAVAILABLE'
+  | 'TENANT_KEY_REQUIRED'
+  | 'OPERATOR_ONLY'
+  | 'REAPER_ONLY_REASON';
+
+/** ErrorInfo metadata: lowerCamelCase keys, units in the key (`limitMb`), values as strings. */
+export type ErrorMetadata = Record<string, string | number>;
+
+/**
+ * What a refusal that clears by itself (running work finishes) suggests waiting before a retry,
+ * as google.rpc.RetryInfo: about one short execution. Clients back off from there.
+ */
+export const ADMISSION_RETRY_DELAY_MS = 1_000;
+
+function withReason(
+  code: Code,
+  reason: ErrorReason,
+  message: string,
+  metadata: ErrorMetadata,
+  retryDelayMs?: number,
+): ConnectError {
+  const info = {
+    reason,
+    domain: ERROR_DOMAIN,
+    metadata: Object.fromEntries(
+      Object.entries(metadata).map(([key, value]) => [key, String(value)]),
+    ),
+  };
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: info },
+    ...(retryDelayMs === undefined
+      ? []
+      : [{ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(retryDelayMs) } }]),
+  ]);
+}
+
+/**
+ * ResourceExhausted: a quota or limit is reached. With `retryDelayMs` (the refusal clears once
+ * running work finishes) it also carries a google.rpc.RetryInfo.
+ */
+export function quotaExceeded(
+  reason: ErrorReason,
+  message: string,
+  metadata: ErrorMetadata,
+  retryDelayMs?: number,
+): ConnectError {
+  return withReason(Code.ResourceExhausted, reason, message, metadata, retryDelayMs);
+}
+
+/** FailedPrecondition: the system is not in the state the call needs (retrying won't help). */
+export function failedPrecondition(
+  reason: ErrorReason,
+  message: string,
+  metadata: ErrorMetadata,
+): ConnectError {
+  return withReason(Code.FailedPrecondition, reason, message, metadata);
+}
+
+/** PermissionDenied: the caller is known, but may not make this call (or this request). */
+export function permissionDenied(
+  reason: ErrorReason,
+  message: string,
+  metadata: ErrorMetadata = {},
+): ConnectError {
+  return withReason(Code.PermissionDenied, reason, message, metadata);
 }
 
 export function notFound(what: string, id: string): ConnectError {

@@ -5,6 +5,7 @@ export * from './errors.js';
 export * from './grpc-health.js';
 export * from './health.js';
 export * from './health-endpoints.js';
+export * from './idempotency.js';
 export * from './in-flight.js';
 export * from './http-server.js';
 export * from './pagination.js';

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { ADMISSION_RETRY_DELAY_MS, quotaExceeded } from './errors.js';
 
 /** Memory held for one sandbox or setup until release() (called once its container is gone). */
 export interface MemoryReservation {
@@ -40,9 +40,17 @@ export class SandboxMemory {
    */
   async admit(mb: number, what: string): Promise<MemoryReservation> {
     if (this.runningMb + mb > this.totalMb) {
-      throw new ConnectError(
+      throw quotaExceeded(
+        'INSTANCE_BUSY',
         `this instance's running sandboxes hold ${this.runningMb} of its ${this.totalMb} MiB (TEE_SANDBOX_MEMORY_MB); ${what} needs ${mb} MiB more; try again when one has finished`,
-        Code.ResourceExhausted,
+        {
+          resource: 'sandbox_memory',
+          limitMb: this.totalMb,
+          currentMb: this.runningMb,
+          requestedMb: mb,
+          setting: 'TEE_SANDBOX_MEMORY_MB',
+        },
+        ADMISSION_RETRY_DELAY_MS,
       );
     }
     const reservation = this.hold(mb, 'running');

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, createRouterTransport } from '@connectrpc/connect';
-import { GetStatusResponseSchema, ReaperService } from '@assist-tee/proto';
+import { admin } from '@assist-tee/proto';
 import { createLogger } from '@assist-tee/logger';
 import { describe, expect, it } from 'vitest';
 import { errorInterceptor, invalidArgument, isUnreachable } from '../src/index.js';
@@ -10,7 +10,7 @@ const logger = createLogger({ level: 'silent' });
 describe('errorInterceptor', () => {
   const transport = createRouterTransport(
     (router) =>
-      router.service(ReaperService, {
+      router.service(admin.ReaperService, {
         getStatus: () => {
           throw new Error('connection string postgres://secret@db leaked');
         },
@@ -20,7 +20,7 @@ describe('errorInterceptor', () => {
       }),
     { router: { interceptors: [errorInterceptor(logger)] } },
   );
-  const client = createClient(ReaperService, transport);
+  const client = createClient(admin.ReaperService, transport);
 
   it('turns unknown errors into a generic Internal error', async () => {
     const error = await client.getStatus({}).catch((e: unknown) => ConnectError.from(e));
@@ -37,11 +37,11 @@ describe('errorInterceptor', () => {
 
   it('leaves successful calls alone', async () => {
     const ok = createClient(
-      ReaperService,
+      admin.ReaperService,
       createRouterTransport(
         (router) =>
-          router.service(ReaperService, {
-            getStatus: () => create(GetStatusResponseSchema, { instanceId: 'x' }),
+          router.service(admin.ReaperService, {
+            getStatus: () => create(admin.GetStatusResponseSchema, { instanceId: 'x' }),
             sweep: () => ({}),
           }),
         { router: { interceptors: [errorInterceptor(logger)] } },

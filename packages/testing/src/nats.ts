@@ -1,5 +1,5 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import {
   connectEventBus,
   decodeEvent,
@@ -33,6 +33,21 @@ export async function streamMessageCount(servers: string, streamName: string): P
   try {
     const jsm = await jetstreamManager(nc);
     return (await jsm.streams.info(streamName)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The headers stored with a stream's message `seq` (Nats-Msg-Id, ce-*, ...). */
+export async function storedHeaders(
+  servers: string,
+  streamName: string,
+  seq: number,
+): Promise<MsgHdrs | undefined> {
+  const nc = await connectForTest(servers);
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.getMessage(streamName, { seq }))?.header;
   } finally {
     await nc.close();
   }

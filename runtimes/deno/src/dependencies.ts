@@ -29,9 +29,9 @@ export function denoInstallPlan(dependencies: Dependencies): InstallPlan {
       { path: `${DENO_DEPENDENCIES_DIR}/dependencies.ts`, content: importAll.join('') },
       { path: `${DENO_DEPENDENCIES_DIR}/import_map.json`, content: JSON.stringify({ imports }) },
     ],
+    // Not --quiet: its "Download" lines are what WatchEnvironment shows of an install.
     install: [
       'cache',
-      '--quiet',
       '--no-config',
       `--import-map=${IMPORT_MAP}`,
       `--lock=/code/${LOCKFILE}`,

@@ -5,7 +5,14 @@ import type { Logger } from '@assist-tee/logger';
 import type { Outbox } from '@assist-tee/outbox';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { ConcurrencyQuota, InFlight, InstanceLimit, SandboxMemory } from '@assist-tee/server';
+import type {
+  ConcurrencyQuota,
+  Idempotency,
+  InFlight,
+  InstanceLimit,
+  SandboxMemory,
+} from '@assist-tee/server';
+import type { SetupProgress } from './setup/progress.js';
 
 /** What the EnvironmentService's handlers work with. */
 export interface EnvironmentsDeps {
@@ -20,6 +27,10 @@ export interface EnvironmentsDeps {
   runtimes: SandboxRuntimes;
   /** The setups running now. */
   work: InFlight;
+  /** request_id keys of CreateEnvironment and DeleteEnvironment. */
+  idempotency: Idempotency;
+  /** The phases and output of the setups this instance runs, for WatchEnvironment. */
+  setupProgress: SetupProgress;
   /** Setups each tenant may run at once (TEE_QUOTA_CONCURRENT_SETUPS). */
   setupQuota: ConcurrencyQuota;
   /** Setups this instance runs at once, over all tenants (TEE_MAX_RUNNING_SETUPS). */

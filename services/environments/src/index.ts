@@ -1,5 +1,10 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { EnvironmentsOutboxEntity, environmentsSchema, openDatabase } from '@assist-tee/db';
+import {
+  EnvironmentsIdempotencyKeyEntity,
+  EnvironmentsOutboxEntity,
+  environmentsSchema,
+  openDatabase,
+} from '@assist-tee/db';
 import type { Consumption } from '@assist-tee/events';
 import { startOutbox } from '@assist-tee/outbox';
 import { EnvironmentService } from '@assist-tee/proto';
@@ -9,6 +14,7 @@ import { denoRuntime } from '@assist-tee/runtime-deno';
 import {
   abortReason,
   ConcurrencyQuota,
+  createIdempotency,
   instanceLimit,
   InFlight,
   type Infrastructure,
@@ -23,6 +29,8 @@ import { createEnvironment } from './rpc/create-environment.js';
 import { deleteEnvironment } from './rpc/delete-environment.js';
 import { getEnvironment } from './rpc/get-environment.js';
 import { listEnvironments } from './rpc/list-environments.js';
+import { watchEnvironment } from './rpc/watch-environment.js';
+import { SetupProgress } from './setup/progress.js';
 
 export { validateCreateRequest, modulePathProblem } from './validate-create.js';
 
@@ -56,6 +64,13 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     logger: logger.child({ component: 'outbox' }),
   });
   const work = new InFlight('environments');
+  const idempotency = createIdempotency({
+    db,
+    entity: EnvironmentsIdempotencyKeyEntity,
+    instanceId: config.instanceId,
+    retentionMs: config.idempotency.retentionMs,
+    logger: logger.child({ component: 'idempotency' }),
+  });
   const deps: EnvironmentsDeps = {
     config,
     logger,
@@ -65,6 +80,8 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     runtimes,
     outbox,
     work,
+    idempotency,
+    setupProgress: new SetupProgress(),
     setupQuota: new ConcurrencyQuota(
       config.quotas.concurrentSetups,
       'setups',
@@ -84,6 +101,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     getEnvironment: getEnvironment(deps),
     listEnvironments: listEnvironments(deps),
     deleteEnvironment: deleteEnvironment(deps),
+    watchEnvironment: watchEnvironment(deps),
   };
   return {
     name: 'environments',
@@ -91,6 +109,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     healthChecks: [{ name: 'postgres:environments', check: () => db.ping() }],
     warnings,
     start: async () => {
+      await idempotency.start();
       consumer = await bus.consume({
         durable: 'environments',
         types: ['execution.finished'],
@@ -108,6 +127,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
         ),
       ),
     stop: async () => {
+      idempotency.stop();
       await consumer?.stop();
       await outbox.close();
       await db.close();

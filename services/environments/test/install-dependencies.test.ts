@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '@assist-tee/config';
 import { createLogger } from '@assist-tee/logger';
+import { SetupPhase } from '@assist-tee/proto';
 import { buildBunImage, bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntime } from '@assist-tee/runtime-core';
 import { buildDenoImage, denoRuntime } from '@assist-tee/runtime-deno';
@@ -35,6 +36,11 @@ const main = { path: 'main.ts', content: 'export const handler = () => 1;\n' };
 const IS_NUMBER = 'is-number@7.0.0';
 const DATE_FNS = 'date-fns@3.6.0';
 
+interface Reported {
+  phases: SetupPhase[];
+  lines: string[];
+}
+
 beforeAll(async () => {
   await driver.ping();
   await Promise.all([buildDenoImage(driver, logger), buildBunImage(driver, logger)]);
@@ -55,7 +61,7 @@ async function installUnder(
   caps: { maxVolumeBytes: number; maxVolumeFiles: number },
   npm: string[],
   modules = [main],
-): Promise<{ error?: Error; lockfile?: string; usage: VolumeUsage }> {
+): Promise<{ error?: Error; lockfile?: string; usage: VolumeUsage; reported: Reported }> {
   const environmentId = randomUUID();
   const volume = environmentVolumeName(environmentId);
   const labels = { owner: 'test', instanceId, environmentId };
@@ -64,6 +70,7 @@ async function installUnder(
   try {
     await driver.writeFiles({ ...access, files: modules, owner: 'sandbox' });
     const outcome: { error?: Error; lockfile?: string } = {};
+    const reported: Reported = { phases: [], lines: [] };
     try {
       const { lockfile } = await installDependencies(
         {
@@ -71,6 +78,10 @@ async function installUnder(
           setup: { ...config.setup, ...caps, timeoutMs: 120_000 },
           logger,
           signal: new AbortController().signal,
+          progress: {
+            phase: (phase) => reported.phases.push(phase),
+            output: (line) => reported.lines.push(line),
+          },
         },
         {
           image: runtime.image,
@@ -91,7 +102,8 @@ async function installUnder(
       outcome.error = error as Error;
     }
     const unlimited = { files: Number.MAX_SAFE_INTEGER, bytes: Number.MAX_SAFE_INTEGER };
-    return { ...outcome, usage: await driver.volumeUsage({ ...access, stopAbove: unlimited }) };
+    const usage = await driver.volumeUsage({ ...access, stopAbove: unlimited });
+    return { ...outcome, usage, reported };
   } finally {
     await driver.removeVolume(volume);
   }
@@ -102,7 +114,7 @@ describe.each([
   ['bun', bunRuntime],
 ])('installing on %s', (_, runtime) => {
   it('lands in the volume, at the paths executions use, within generous caps', async () => {
-    const { error, lockfile, usage } = await installUnder(
+    const { error, lockfile, usage, reported } = await installUnder(
       runtime,
       { maxVolumeBytes: 64 * 1024 * 1024, maxVolumeFiles: 1000 },
       [IS_NUMBER],
@@ -110,6 +122,13 @@ describe.each([
     expect(error).toBeUndefined();
     expect(lockfile).toContain('is-number');
     expect(usage.files).toBeGreaterThan(4);
+    // The package manager's output, line by line, as WatchEnvironment streams it.
+    expect(reported.phases).toEqual([SetupPhase.INSTALLING, SetupPhase.CHECKING]);
+    expect(reported.lines.length).toBeGreaterThan(0);
+    for (const line of reported.lines) {
+      expect(line).not.toMatch(/[\n\r]/);
+      expect(line).not.toContain('\u001b[');
+    }
   });
 
   // Validation refuses these modules; were one to get through, the install still never reads it.
@@ -147,7 +166,7 @@ describe.each([
 
   it('counts files before it copies: an install over the file cap leaves nothing in the volume', async () => {
     const cap = 4;
-    const { error, usage } = await installUnder(
+    const { error, usage, reported } = await installUnder(
       runtime,
       { maxVolumeBytes: 64 * 1024 * 1024, maxVolumeFiles: cap },
       [IS_NUMBER],
@@ -156,5 +175,7 @@ describe.each([
       `the installed dependencies have more than ${cap} files (TEE_MAX_ENVIRONMENT_FILES)`,
     );
     expect(usage).toEqual({ files: 1, bytes: main.content.length });
+    // Refused in the sandbox: nothing came to check.
+    expect(reported.phases).toEqual([SetupPhase.INSTALLING]);
   });
 });

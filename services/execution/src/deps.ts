@@ -7,7 +7,13 @@ import type { Outbox } from '@assist-tee/outbox';
 import type { EnvironmentService } from '@assist-tee/proto';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import type { SandboxDriver } from '@assist-tee/sandbox';
-import type { ConcurrencyQuota, InFlight, InstanceLimit, SandboxMemory } from '@assist-tee/server';
+import type {
+  ConcurrencyQuota,
+  Idempotency,
+  InFlight,
+  InstanceLimit,
+  SandboxMemory,
+} from '@assist-tee/server';
 import type { Egress } from './egress.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -28,6 +34,8 @@ export interface ExecutionDeps {
   pool: WarmPool;
   /** The executions running now, keyed by environment id. */
   work: InFlight;
+  /** request_id keys of Execute and ExecuteStream. */
+  idempotency: Idempotency;
   /** Executions each tenant may run at once (TEE_QUOTA_CONCURRENT_EXECUTIONS). */
   executionQuota: ConcurrencyQuota;
   /** Executions this instance runs at once, over all callers (TEE_MAX_RUNNING_EXECUTIONS). */

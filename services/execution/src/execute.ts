@@ -7,6 +7,7 @@ import { eventHeader } from '@assist-tee/events';
 import {
   type Environment,
   EnvironmentStatus,
+  EnvironmentStatusSchema,
   type ExecuteRequest,
   type Execution,
   ExecutionFinishedSchema,
@@ -15,6 +16,7 @@ import {
 } from '@assist-tee/proto';
 import {
   abortReason,
+  failedPrecondition,
   invalidArgument,
   isUnreachable,
   notFound,
@@ -375,9 +377,14 @@ async function readyEnvironment(
   }
   requireOwner(caller, environment, id);
   if (environment.status !== EnvironmentStatus.READY) {
-    throw new ConnectError(
+    // The metadata names the status as the JSON form does (ENVIRONMENT_STATUS_FAILED).
+    throw failedPrecondition(
+      'ENVIRONMENT_NOT_READY',
       `environment ${JSON.stringify(id)} is ${EnvironmentStatus[environment.status]}, not READY`,
-      Code.FailedPrecondition,
+      {
+        environmentId: id,
+        status: EnvironmentStatusSchema.value[environment.status]?.name ?? environment.status,
+      },
     );
   }
   return environment;

@@ -1,7 +1,12 @@
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
-import { ExecutionOutboxEntity, executionSchema, openDatabase } from '@assist-tee/db';
+import {
+  ExecutionIdempotencyKeyEntity,
+  ExecutionOutboxEntity,
+  executionSchema,
+  openDatabase,
+} from '@assist-tee/db';
 import { startOutbox } from '@assist-tee/outbox';
-import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
@@ -9,6 +14,7 @@ import type { Consumption } from '@assist-tee/events';
 import {
   abortReason,
   ConcurrencyQuota,
+  createIdempotency,
   instanceLimit,
   InFlight,
   serviceTransport,
@@ -94,6 +100,13 @@ export async function createExecutionService(
     outbox,
     pool,
     work: new InFlight('execution'),
+    idempotency: createIdempotency({
+      db,
+      entity: ExecutionIdempotencyKeyEntity,
+      instanceId: config.instanceId,
+      retentionMs: config.idempotency.retentionMs,
+      logger: logger.child({ component: 'idempotency' }),
+    }),
     environments,
     executionQuota: new ConcurrencyQuota(
       config.quotas.concurrentExecutions,
@@ -112,18 +125,22 @@ export async function createExecutionService(
     execute: execute(deps),
     executeStream: executeStream(deps),
     getExecution: getExecution(deps),
-    getPoolStatus: getPoolStatus(deps),
     listExecutions: listExecutions(deps),
   };
   let stuckSweep: NodeJS.Timeout | undefined;
   let consumer: Consumption | undefined;
   return {
     name: 'execution',
-    routes: (router) => router.service(ExecutionService, implementation),
+    routes: (router) =>
+      router
+        .service(ExecutionService, implementation)
+        .service(admin.WarmPoolService, { getPoolStatus: getPoolStatus(deps) }),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
     warnings,
     start: async () => {
       await finishAbandonedExecutions(deps, 'own');
+      // Keys this instance left running are cut off like its executions: retries are Aborted.
+      await deps.idempotency.start();
       stuckSweep = setInterval(() => {
         finishAbandonedExecutions(deps, 'stuck').catch((error: unknown) => {
           logger.error({ err: error }, 'finishing stuck executions failed');
@@ -150,6 +167,7 @@ export async function createExecutionService(
       ),
     stop: async () => {
       clearInterval(stuckSweep);
+      deps.idempotency.stop();
       await consumer?.stop();
       await pool.close();
       await egress.close();

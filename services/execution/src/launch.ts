@@ -1,9 +1,8 @@
 import type { ExecutionLimits } from '@assist-tee/config';
-import { type Environment, Runtime } from '@assist-tee/proto';
+import { type Environment, Runtime, RuntimeSchema } from '@assist-tee/proto';
 import { findRuntime, hasDependencies, type SandboxRuntime } from '@assist-tee/runtime-core';
 import { caBundleAccess, environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
-import type { MemoryReservation } from '@assist-tee/server';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { failedPrecondition, type MemoryReservation } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
 import { HandlerSandbox } from './handler-sandbox.js';
 
@@ -19,9 +18,13 @@ export function runtimeOf(
   const name = Runtime[environment.runtime] ?? String(environment.runtime);
   const runtime = findRuntime(deps.runtimes, name);
   if (runtime === undefined) {
-    throw new ConnectError(
+    throw failedPrecondition(
+      'RUNTIME_UNAVAILABLE',
       `environment ${JSON.stringify(environment.id)} uses runtime ${name}, which this server cannot run`,
-      Code.FailedPrecondition,
+      {
+        environmentId: environment.id,
+        runtime: RuntimeSchema.value[environment.runtime]?.name ?? environment.runtime,
+      },
     );
   }
   return runtime;

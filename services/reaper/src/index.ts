@@ -4,20 +4,11 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { type Client, createClient, type ServiceImpl } from '@connectrpc/connect';
 import { openDatabase, reaperSchema, SweepEntity } from '@assist-tee/db';
 import { type Consumption, type EventType, eventTypes } from '@assist-tee/events';
-import {
-  EnvironmentService,
-  ExecutionService,
-  GetStatusResponseSchema,
-  ReaperService,
-  type SweepReport,
-  SweepReportSchema,
-  SweepResponseSchema,
-} from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import {
   abortReason,
   InFlight,
   type Infrastructure,
-  requireServiceKey,
   type Service,
   serviceTransport,
 } from '@assist-tee/server';
@@ -30,7 +21,7 @@ export interface ReaperServiceOptions {
 }
 
 /**
- * The ReaperService: sweeps on an interval and on Sweep (TTL expiry, orphan containers,
+ * The operator API's ReaperService (admin.v1; the auth layer refuses tenants' keys): sweeps on an interval and on Sweep (TTL expiry, orphan containers,
  * volumes and runsc sandboxes), one replica at a time under a Postgres advisory lock, and records each sweep so
  * GetStatus on any replica reports the last one. It also follows every event through a
  * durable consumer and counts them.
@@ -99,36 +90,36 @@ export async function createReaperService(
       });
     });
 
-  const toReport = (row: SweepEntity): SweepReport =>
-    create(SweepReportSchema, {
+  const toReport = (row: SweepEntity): admin.SweepReport =>
+    create(admin.SweepReportSchema, {
       ...row.report,
       startTime: timestampFromDate(row.startedAt),
       finishTime: timestampFromDate(row.finishedAt),
     });
 
-  const implementation: ServiceImpl<typeof ReaperService> = {
-    getStatus: async (_, context) => {
-      requireServiceKey(context);
+  const implementation: ServiceImpl<typeof admin.ReaperService> = {
+    getStatus: async () => {
       const [last] = await db
         .em()
         .find(SweepEntity, {}, { orderBy: { startedAt: 'desc' }, limit: 1 });
-      return create(GetStatusResponseSchema, {
+      return create(admin.GetStatusResponseSchema, {
         instanceId: config.instanceId,
         startTime: timestampFromDate(startTime),
         lastSweep: last === undefined ? undefined : toReport(last),
         eventsConsumed: Object.fromEntries(consumed),
       });
     },
-    sweep: async (_, context) => {
-      requireServiceKey(context);
+    sweep: async () => {
       // Waits for a sweep another replica is running, then runs its own.
       const row = await sweepOnce(true);
-      return create(SweepResponseSchema, { report: row === undefined ? undefined : toReport(row) });
+      return create(admin.SweepResponseSchema, {
+        report: row === undefined ? undefined : toReport(row),
+      });
     },
   };
   return {
     name: 'reaper',
-    routes: (router) => router.service(ReaperService, implementation),
+    routes: (router) => router.service(admin.ReaperService, implementation),
     healthChecks: [{ name: 'postgres:reaper', check: () => db.ping() }],
     start: async () => {
       consumer = await bus.consume({

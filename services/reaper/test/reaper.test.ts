@@ -4,7 +4,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { type Config, loadConfig } from '@assist-tee/config';
 import { connectEventBus, eventHeader } from '@assist-tee/events';
 import { createLogger } from '@assist-tee/logger';
-import { EnvironmentDeletedSchema, ReaperService } from '@assist-tee/proto';
+import { admin, EnvironmentDeletedSchema } from '@assist-tee/proto';
 import { bearer, type RunningProcess, startProcess } from '@assist-tee/server';
 import {
   createTestDatabase,
@@ -48,7 +48,7 @@ const deleted = () =>
 /** The reaper's status once it has consumed `count` environment.deleted events. */
 async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
   const client = createClient(
-    ReaperService,
+    admin.ReaperService,
     createConnectTransport({
       baseUrl: reaper.url,
       httpVersion: '1.1',

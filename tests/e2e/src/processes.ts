@@ -154,8 +154,9 @@ export async function startProcessTestBed(
     instanceId,
     apiKey,
     serviceKey,
+    // No automatic retry: these tests stop and kill processes and assert what a call then sees.
     client: (url, operator = false) =>
-      createAssistTeeClient({ baseUrl: url, apiKey: operator ? serviceKey : apiKey }),
+      createAssistTeeClient({ baseUrl: url, apiKey: operator ? serviceKey : apiKey, retry: false }),
     subjectPrefix,
     natsUrl,
     databaseUrl,

@@ -121,7 +121,7 @@ describe('admission per instance', () => {
     }, polling);
     // Its warm sandbox (128 MiB) is ready: 1024 + 128 fit.
     await vi.waitUntil(async () => {
-      const { environments } = await tee.operator.executions.getPoolStatus({});
+      const { environments } = await tee.operator.admin.pool.getPoolStatus({});
       const pool = environments.find((entry) => entry.environmentId === environmentId);
       return pool?.ready === 1 && pool.starting === 0;
     }, polling);

@@ -74,7 +74,7 @@ describe.each([
       useJson,
       apiKey: stack.config.auth.serviceKey,
     });
-    const status = await operator.reaper.getStatus({});
+    const status = await operator.admin.reaper.getStatus({});
     expect(status.instanceId).toBe(stack.config.instanceId);
 
     const { environment: deleted } = await client.environments.deleteEnvironment({

@@ -285,7 +285,8 @@ describe('the API port at its edges', () => {
       '',
       'assist_tee.v1.EnvironmentService',
       'assist_tee.v1.ExecutionService',
-      'assist_tee.v1.ReaperService',
+      'assist_tee.admin.v1.WarmPoolService',
+      'assist_tee.admin.v1.ReaperService',
     ];
     for (const service of services) {
       expect([service, (await health.check({ service })).status]).toEqual([

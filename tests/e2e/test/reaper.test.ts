@@ -83,8 +83,8 @@ describe('the reaper, and deletion under a running execution', () => {
       await sleep(1_200);
 
       const reports = await Promise.all([
-        tee.operator.reaper.sweep({}),
-        tee.operator.reaper.sweep({}),
+        tee.operator.admin.reaper.sweep({}),
+        tee.operator.admin.reaper.sweep({}),
       ]);
       const expired = reports.map((response) => response.report!.expiredEnvironments);
       expect(expired[0]! + expired[1]!).toBe(2);
@@ -112,7 +112,7 @@ describe('the reaper, and deletion under a running execution', () => {
         data: fromJson(ValueSchema, { a: 1, b: 2 }),
       });
       expect(execution!.status).toBe(ExecutionStatus.SUCCEEDED);
-      const status = await tee.operator.reaper.getStatus({});
+      const status = await tee.operator.admin.reaper.getStatus({});
       expect(status.lastSweep?.finishTime).toBeDefined();
       await tee.client.environments.deleteEnvironment({ id: long.id });
     } finally {
@@ -147,7 +147,7 @@ describe('the reaper, and deletion under a running execution', () => {
 
     const stray = await plantStrayRunscSandbox();
 
-    const { report } = await tee.operator.reaper.sweep({}).finally(() => stray.cleanUp());
+    const { report } = await tee.operator.admin.reaper.sweep({}).finally(() => stray.cleanUp());
     expect(report!.removedContainers).toBeGreaterThanOrEqual(1);
     expect(report!.removedVolumes).toBeGreaterThanOrEqual(1);
     expect(report!.removedRunscSandboxes).toBeGreaterThanOrEqual(1);

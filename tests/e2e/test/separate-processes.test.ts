@@ -1,6 +1,7 @@
 import { ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type ProcessTestBed,
@@ -34,7 +35,7 @@ describe('each service as its own process', () => {
   it('sets up on one process, executes on another, and the reaper sees the events', async () => {
     const environments = bed.client(services.environments!.url).environments;
     const executions = bed.client(services.execution!.url).executions;
-    const reaper = bed.client(services.reaper!.url, true).reaper;
+    const reaper = bed.client(services.reaper!.url, true).admin.reaper;
 
     const { environment } = await environments.createEnvironment({
       ...sumExample,
@@ -57,6 +58,30 @@ describe('each service as its own process', () => {
         }),
       { timeout: 10_000, interval: 200 },
     );
+  });
+
+  it('serves each operator service from the process it reports on, to the services’ key only', async () => {
+    const execution = services.execution!.url;
+    const reaper = services.reaper!.url;
+    const pool = await bed.client(execution, true).admin.pool.getPoolStatus({});
+    expect(pool.environments).toEqual([]);
+    const status = await bed.client(reaper, true).admin.reaper.getStatus({});
+    expect(status.instanceId).toBe(bed.instanceId);
+    expect(
+      await Promise.all(
+        [
+          bed.client(execution).admin.pool.getPoolStatus({}),
+          bed.client(reaper).admin.reaper.sweep({}),
+          // Each process serves only its own: the execution service holds no reaper.
+          bed.client(execution, true).admin.reaper.getStatus({}),
+        ].map((call) =>
+          call.then(
+            () => 'ok',
+            (e: unknown) => Code[ConnectError.from(e).code],
+          ),
+        ),
+      ),
+    ).toEqual(['PermissionDenied', 'PermissionDenied', 'Unimplemented']);
   });
 
   it('stops cleanly on SIGTERM', async () => {

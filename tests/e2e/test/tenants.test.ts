@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
+  type AssistTeeClient,
   createAssistTeeClient,
   DeletionReason,
   EnvironmentStatus,
@@ -39,8 +40,8 @@ describe('API keys, tenants and quotas', () => {
       expect(await codeOf(client.executions.execute({ environmentId: 'x' }))).toBe(
         'Unauthenticated',
       );
-      expect(await codeOf(client.executions.getPoolStatus({}))).toBe('Unauthenticated');
-      expect(await codeOf(client.reaper.getStatus({}))).toBe('Unauthenticated');
+      expect(await codeOf(client.admin.pool.getPoolStatus({}))).toBe('Unauthenticated');
+      expect(await codeOf(client.admin.reaper.getStatus({}))).toBe('Unauthenticated');
     }
     expect((await fetch(`${tee.stack.url}/healthz`)).status).toBe(200);
   });
@@ -129,10 +130,28 @@ describe('API keys, tenants and quotas', () => {
     }
   });
 
-  it('operator calls take the services’ key, which owns no environments', async () => {
-    expect(await codeOf(tee.client.executions.getPoolStatus({}))).toBe('PermissionDenied');
-    expect(await codeOf(tee.client.reaper.sweep({}))).toBe('PermissionDenied');
-    expect(await codeOf(tee.operator.executions.getPoolStatus({}))).toBe('ok');
+  it.each(['connect', 'grpc'] as const)(
+    'the operator API (assist_tee.admin.v1) takes the services’ key only, over %s',
+    async (protocol) => {
+      const [tenant, operator] = [tee.stack.apiKey, tee.stack.config.auth.serviceKey].map(
+        (apiKey) => createAssistTeeClient({ baseUrl: tee.stack.url, protocol, apiKey }).admin,
+      );
+      const calls = (client: AssistTeeClient['admin']) => [
+        client.pool.getPoolStatus({}),
+        client.reaper.getStatus({}),
+        client.reaper.sweep({}),
+      ];
+      expect(await Promise.all(calls(tenant!).map(codeOf))).toEqual(
+        Array(3).fill('PermissionDenied'),
+      );
+      const [pool, status, sweep] = await Promise.all(calls(operator!));
+      expect(pool).toMatchObject({ memoryBudgetMb: tee.stack.config.pool.memoryBudgetMb });
+      expect(status).toMatchObject({ instanceId: tee.stack.config.instanceId });
+      expect(sweep).toMatchObject({ report: { finishTime: expect.anything() } });
+    },
+  );
+
+  it('the services’ key owns no environments', async () => {
     expect(
       await codeOf(
         tee.operator.environments.createEnvironment({ ...sumExample, runtime: Runtime.BUN }),

@@ -22,7 +22,7 @@ async function poolUntil(
 ) {
   return vi.waitFor(
     async () => {
-      const status = await tee.operator.executions.getPoolStatus({});
+      const status = await tee.operator.admin.pool.getPoolStatus({});
       const entry = status.environments.find((pool) => pool.environmentId === environmentId);
       expect(done(entry), `pool of ${environmentId}: ${JSON.stringify(entry)}`).toBe(true);
       return entry;
@@ -205,7 +205,7 @@ describe('the warm pool’s memory budget', () => {
     let running = true;
     const sampling = (async () => {
       while (running) {
-        const status = await tee.operator.executions.getPoolStatus({});
+        const status = await tee.operator.admin.pool.getPoolStatus({});
         expect(status.memoryBudgetMb).toBe(512);
         samples.push({
           reserved: status.reservedMemoryMb,

@@ -3,23 +3,49 @@ import { eventHeader } from '@assist-tee/events';
 import {
   DeletionReason,
   type DeleteEnvironmentRequest,
+  DeleteEnvironmentRequestSchema,
   type DeleteEnvironmentResponse,
   DeleteEnvironmentResponseSchema,
   EnvironmentDeletedSchema,
 } from '@assist-tee/proto';
 import { environmentVolumeName } from '@assist-tee/sandbox';
-import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
-import { callerTenant, invalidArgument, notFound } from '@assist-tee/server';
+import type { HandlerContext } from '@connectrpc/connect';
+import {
+  abortReason,
+  callerTenant,
+  invalidArgument,
+  notFound,
+  permissionDenied,
+} from '@assist-tee/server';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { findEnvironment } from './get-environment.js';
+
+/** DeleteEnvironment under its request_id: a retry gets the first call's answer. */
+export function deleteEnvironment(deps: EnvironmentsDeps) {
+  const deleteOnce = deleteEnvironmentOnce(deps);
+  return async (
+    request: DeleteEnvironmentRequest,
+    context: HandlerContext,
+  ): Promise<DeleteEnvironmentResponse> => {
+    const call = {
+      rpc: 'DeleteEnvironment',
+      tenantId: callerTenant(context),
+      requestId: request.requestId,
+      request: { schema: DeleteEnvironmentRequestSchema, message: request },
+      stored: DeleteEnvironmentResponseSchema,
+      signal: context.signal,
+    };
+    return (await deps.idempotency.run(call, () => deleteOnce(request, context))).answer;
+  };
+}
 
 /**
  * Marks the environment DELETED first, so no new execution starts on it, then removes the
  * sandboxes still running on it (their executions end as SANDBOX_ERROR, EnvironmentDeleted),
  * then its volume. A volume still in use is retried briefly; the reaper removes whatever is left.
  */
-export function deleteEnvironment(deps: EnvironmentsDeps) {
+function deleteEnvironmentOnce(deps: EnvironmentsDeps) {
   return async (
     request: DeleteEnvironmentRequest,
     context: HandlerContext,
@@ -30,9 +56,10 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     const tenantId = callerTenant(context);
     // EXPIRED tells subscribers the TTL ran out: only the reaper (the services' key) says so.
     if (request.reason === DeletionReason.EXPIRED && tenantId !== undefined) {
-      throw new ConnectError(
+      throw permissionDenied(
+        'REAPER_ONLY_REASON',
         'reason: DELETION_REASON_EXPIRED is set by the reaper only; send REQUESTED or leave it unset',
-        Code.PermissionDenied,
+        { field: 'reason' },
       );
     }
     const em = deps.db.em();
@@ -51,6 +78,11 @@ export function deleteEnvironment(deps: EnvironmentsDeps) {
     });
     await deps.outbox.flushWith(em, 'environment.deleted', deleted);
 
+    // A setup still running here ends now; its outcome is not recorded over the deletion.
+    deps.work.abort(
+      row.id,
+      abortReason('EnvironmentDeleted', 'the environment was deleted during its setup'),
+    );
     await removeSandboxesThenVolume(deps, row.id);
     deps.logger.info({ environmentId: row.id }, 'environment deleted');
     return create(DeleteEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) });

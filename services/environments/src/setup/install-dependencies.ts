@@ -6,6 +6,7 @@ import {
   type SetupRequest,
   type SetupResult,
 } from '@assist-tee/runtime-core';
+import { SetupPhase } from '@assist-tee/proto';
 import {
   ArchiveOverCapError,
   caBundleAccess,
@@ -13,6 +14,8 @@ import {
   type SandboxLabels,
   type VolumeUsage,
 } from '@assist-tee/sandbox';
+import { lineSplitter, plainText } from './output-lines.js';
+import type { SetupReporter } from './progress.js';
 
 export interface InstallTarget {
   image: string;
@@ -71,6 +74,8 @@ export function installEnvironment(setup: SetupConfig): string[] {
  * never holds more of the host's disk than the caps, even while it runs (the tmpfs is memory,
  * and counts against the sandbox's memory limit on top of the install's own). Then reads the
  * lockfile.
+ * Reports INSTALLING, each line of the package manager's output as it comes, and CHECKING once
+ * the install is counted and its tar begins.
  * Throws InstallFailedError with the tail of the install output when the install fails or
  * reaches a cap. The sandbox is always removed.
  */
@@ -81,11 +86,12 @@ export async function installDependencies(
     logger: Logger;
     /** Aborting kills the install; this then throws the abort reason. */
     signal: AbortSignal;
+    progress: Pick<SetupReporter, 'phase' | 'output'>;
   },
   target: InstallTarget,
   plan: InstallPlan,
 ): Promise<{ lockfile: string }> {
-  const { driver, setup, logger, signal } = options;
+  const { driver, setup, logger, signal, progress } = options;
   const caps = { files: setup.maxVolumeFiles, bytes: setup.maxVolumeBytes };
   const budget = {
     files: caps.files - target.modules.files,
@@ -102,6 +108,7 @@ export async function installDependencies(
     maxBytes: budget.bytes,
   };
   const started = Date.now();
+  progress.phase(SetupPhase.INSTALLING);
   const ca = caBundleAccess(setup.caBundle);
   const sandbox = await driver.start({
     image: target.image,
@@ -119,10 +126,13 @@ export async function installDependencies(
     files: ca.files,
   });
   let output = Buffer.alloc(0);
+  const lines = lineSplitter((line) => progress.output(line));
   sandbox.stderr.on('data', (chunk: Buffer) => {
+    lines.write(chunk);
     output = Buffer.concat([output, chunk]);
     if (output.length > 2 * OUTPUT_TAIL_BYTES) output = output.subarray(-OUTPUT_TAIL_BYTES);
   });
+  sandbox.stderr.on('end', () => lines.end());
   sandbox.stdin.end();
   let timedOut = false;
   const kill = () => {
@@ -141,6 +151,7 @@ export async function installDependencies(
       sandbox.stdout.resume();
       return { result };
     }
+    progress.phase(SetupPhase.CHECKING);
     try {
       const written = await driver.writeArchive({
         archive: sandbox.stdout,
@@ -261,9 +272,6 @@ function parseResult(line: string): SetupResult | undefined {
 }
 
 function outputTail(output: Buffer): string {
-  const text = output.subarray(-OUTPUT_TAIL_BYTES).toString('utf8').trim();
-  // Package managers colour their errors; the message is read as plain text.
-  // eslint-disable-next-line no-control-regex
-  const plain = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+  const plain = plainText(output.subarray(-OUTPUT_TAIL_BYTES).toString('utf8').trim());
   return plain === '' ? '' : `:\n${plain}`;
 }

@@ -1,14 +1,17 @@
+import { SetupPhase } from '@assist-tee/proto';
 import { hasDependencies, type SandboxRuntime } from '@assist-tee/runtime-core';
 import { environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
 import type { EnvironmentsDeps } from '../deps.js';
 import type { ValidCreateRequest } from '../validate-create.js';
 import { installDependencies } from './install-dependencies.js';
+import type { SetupReporter } from './progress.js';
 import { SETUP_NETWORK } from './setup-network.js';
 
 /**
  * Fills the environment's volume: the modules (root-owned, read-only to the sandbox), then,
- * when there are dependencies, their install in a setup sandbox. Returns the lockfile. The
- * caller removes the volume when this throws.
+ * when there are dependencies, their install in a setup sandbox, reporting the phases and the
+ * install's output to `progress`. Returns the lockfile. The caller removes the volume when this
+ * throws.
  */
 export async function setUpEnvironment(
   deps: EnvironmentsDeps,
@@ -16,6 +19,7 @@ export async function setUpEnvironment(
   valid: ValidCreateRequest,
   runtime: SandboxRuntime,
   signal: AbortSignal,
+  progress: SetupReporter,
 ): Promise<{ lockfile: string | null }> {
   const volume = environmentVolumeName(environmentId);
   const labels: SandboxLabels = {
@@ -24,6 +28,7 @@ export async function setUpEnvironment(
     environmentId,
   };
   for (const warning of deps.warnings) deps.logger.warn({ environmentId }, warning);
+  progress.phase(SetupPhase.WRITING_MODULES);
   await deps.sandbox.createVolume(volume, labels);
   await deps.sandbox.writeFiles({
     image: runtime.image,
@@ -42,6 +47,7 @@ export async function setUpEnvironment(
       setup: deps.config.setup,
       logger: deps.logger.child({ environmentId }),
       signal,
+      progress,
     },
     {
       image: runtime.image,

@@ -1,17 +1,21 @@
 import { create } from '@bufbuild/protobuf';
 import {
   type ExecuteRequest,
+  ExecuteRequestSchema,
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from '@assist-tee/proto';
 import type { HandlerContext } from '@connectrpc/connect';
 import { callerTenant } from '@assist-tee/server';
 import type { ExecutionDeps } from '../deps.js';
-import { execute as runExecution } from '../execute.js';
+import { executeOnce } from '../execute-once.js';
 
 export function execute(deps: ExecutionDeps) {
-  return async (request: ExecuteRequest, context: HandlerContext): Promise<ExecuteResponse> =>
-    create(ExecuteResponseSchema, {
-      execution: await runExecution(deps, callerTenant(context), request),
+  return async (request: ExecuteRequest, context: HandlerContext): Promise<ExecuteResponse> => {
+    const { execution } = await executeOnce(deps, callerTenant(context), request, {
+      schema: ExecuteRequestSchema,
+      signal: context.signal,
     });
+    return create(ExecuteResponseSchema, { execution });
+  };
 }

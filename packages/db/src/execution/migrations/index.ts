@@ -4,6 +4,7 @@ import { ProcessLimitStatus } from './0002-process-limit-status.js';
 import { CreateExecutionOutbox } from './0003-create-outbox.js';
 import { ResultErrorJson } from './0004-result-error-json.js';
 import { ExecutionTenant } from './0005-tenant.js';
+import { ExecutionIdempotencyKey } from './0006-idempotency-key.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
@@ -12,4 +13,5 @@ export const executionMigrations: MigrationObject[] = [
   { name: '0003-create-outbox', class: CreateExecutionOutbox },
   { name: '0004-result-error-json', class: ResultErrorJson },
   { name: '0005-tenant', class: ExecutionTenant },
+  { name: '0006-idempotency-key', class: ExecutionIdempotencyKey },
 ];

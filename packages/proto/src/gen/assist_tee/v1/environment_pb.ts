@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/environment.proto.
  */
 export const file_assist_tee_v1_environment: GenFile = /*@__PURE__*/
-  fileDesc("Ch9hc3Npc3RfdGVlL3YxL2Vudmlyb25tZW50LnByb3RvEg1hc3Npc3RfdGVlLnYxIigKDERlcGVuZGVuY2llcxILCgNucG0YASADKAkSCwoDdXJsGAIgAygJIjMKC1Blcm1pc3Npb25zEhEKCWFsbG93X25ldBgBIAMoCRIRCglhbGxvd19lbnYYAiADKAkirwUKC0Vudmlyb25tZW50EgoKAmlkGAEgASgJEjAKBnN0YXR1cxgCIAEoDjIgLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnRTdGF0dXMSJwoHcnVudGltZRgDIAEoDjIWLmFzc2lzdF90ZWUudjEuUnVudGltZRITCgttYWluX21vZHVsZRgEIAEoCRIUCgxtb2R1bGVfcGF0aHMYBSADKAkSGgoSbW9kdWxlc19zaXplX2J5dGVzGAYgASgEEjEKDGRlcGVuZGVuY2llcxgHIAEoCzIbLmFzc2lzdF90ZWUudjEuRGVwZW5kZW5jaWVzEi8KC3Blcm1pc3Npb25zGAggASgLMhouYXNzaXN0X3RlZS52MS5QZXJtaXNzaW9ucxITCgt0dGxfc2Vjb25kcxgJIAEoDRI2CgZsYWJlbHMYCiADKAsyJi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50LkxhYmVsc0VudHJ5Eg0KBWVycm9yGAsgASgJEhAKCGxvY2tmaWxlGAwgASgJEhcKD2V4ZWN1dGlvbl9jb3VudBgNIAEoBBIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfdXNlZF90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtkZWxldGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGBIgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEivAMKGENyZWF0ZUVudmlyb25tZW50UmVxdWVzdBJFCgdtb2R1bGVzGAEgAygLMjQuYXNzaXN0X3RlZS52MS5DcmVhdGVFbnZpcm9ubWVudFJlcXVlc3QuTW9kdWxlc0VudHJ5EhMKC21haW5fbW9kdWxlGAIgASgJEicKB3J1bnRpbWUYAyABKA4yFi5hc3Npc3RfdGVlLnYxLlJ1bnRpbWUSMQoMZGVwZW5kZW5jaWVzGAQgASgLMhsuYXNzaXN0X3RlZS52MS5EZXBlbmRlbmNpZXMSLwoLcGVybWlzc2lvbnMYBSABKAsyGi5hc3Npc3RfdGVlLnYxLlBlcm1pc3Npb25zEhMKC3R0bF9zZWNvbmRzGAYgASgNEkMKBmxhYmVscxgHIAMoCzIzLmFzc2lzdF90ZWUudjEuQ3JlYXRlRW52aXJvbm1lbnRSZXF1ZXN0LkxhYmVsc0VudHJ5Gi4KDE1vZHVsZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoZQ3JlYXRlRW52aXJvbm1lbnRSZXNwb25zZRIvCgtlbnZpcm9ubWVudBgBIAEoCzIaLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnQiIwoVR2V0RW52aXJvbm1lbnRSZXF1ZXN0EgoKAmlkGAEgASgJIkkKFkdldEVudmlyb25tZW50UmVzcG9uc2USLwoLZW52aXJvbm1lbnQYASABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50InIKF0xpc3RFbnZpcm9ubWVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEjAKBnN0YXR1cxgDIAEoDjIgLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnRTdGF0dXMiZQoYTGlzdEVudmlyb25tZW50c1Jlc3BvbnNlEjAKDGVudmlyb25tZW50cxgBIAMoCzIaLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlUKGERlbGV0ZUVudmlyb25tZW50UmVxdWVzdBIKCgJpZBgBIAEoCRItCgZyZWFzb24YAiABKA4yHS5hc3Npc3RfdGVlLnYxLkRlbGV0aW9uUmVhc29uIkwKGURlbGV0ZUVudmlyb25tZW50UmVzcG9uc2USLwoLZW52aXJvbm1lbnQYASABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50KrQBChFFbnZpcm9ubWVudFN0YXR1cxIiCh5FTlZJUk9OTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpFTlZJUk9OTUVOVF9TVEFUVVNfUEVORElORxABEhwKGEVOVklST05NRU5UX1NUQVRVU19SRUFEWRACEh0KGUVOVklST05NRU5UX1NUQVRVU19GQUlMRUQQAxIeChpFTlZJUk9OTUVOVF9TVEFUVVNfREVMRVRFRBAEMrIDChJFbnZpcm9ubWVudFNlcnZpY2USZgoRQ3JlYXRlRW52aXJvbm1lbnQSJy5hc3Npc3RfdGVlLnYxLkNyZWF0ZUVudmlyb25tZW50UmVxdWVzdBooLmFzc2lzdF90ZWUudjEuQ3JlYXRlRW52aXJvbm1lbnRSZXNwb25zZRJiCg5HZXRFbnZpcm9ubWVudBIkLmFzc2lzdF90ZWUudjEuR2V0RW52aXJvbm1lbnRSZXF1ZXN0GiUuYXNzaXN0X3RlZS52MS5HZXRFbnZpcm9ubWVudFJlc3BvbnNlIgOQAgESaAoQTGlzdEVudmlyb25tZW50cxImLmFzc2lzdF90ZWUudjEuTGlzdEVudmlyb25tZW50c1JlcXVlc3QaJy5hc3Npc3RfdGVlLnYxLkxpc3RFbnZpcm9ubWVudHNSZXNwb25zZSIDkAIBEmYKEURlbGV0ZUVudmlyb25tZW50EicuYXNzaXN0X3RlZS52MS5EZWxldGVFbnZpcm9ubWVudFJlcXVlc3QaKC5hc3Npc3RfdGVlLnYxLkRlbGV0ZUVudmlyb25tZW50UmVzcG9uc2ViBnByb3RvMw", [file_assist_tee_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("Ch9hc3Npc3RfdGVlL3YxL2Vudmlyb25tZW50LnByb3RvEg1hc3Npc3RfdGVlLnYxIigKDERlcGVuZGVuY2llcxILCgNucG0YASADKAkSCwoDdXJsGAIgAygJIjMKC1Blcm1pc3Npb25zEhEKCWFsbG93X25ldBgBIAMoCRIRCglhbGxvd19lbnYYAiADKAkirwUKC0Vudmlyb25tZW50EgoKAmlkGAEgASgJEjAKBnN0YXR1cxgCIAEoDjIgLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnRTdGF0dXMSJwoHcnVudGltZRgDIAEoDjIWLmFzc2lzdF90ZWUudjEuUnVudGltZRITCgttYWluX21vZHVsZRgEIAEoCRIUCgxtb2R1bGVfcGF0aHMYBSADKAkSGgoSbW9kdWxlc19zaXplX2J5dGVzGAYgASgEEjEKDGRlcGVuZGVuY2llcxgHIAEoCzIbLmFzc2lzdF90ZWUudjEuRGVwZW5kZW5jaWVzEi8KC3Blcm1pc3Npb25zGAggASgLMhouYXNzaXN0X3RlZS52MS5QZXJtaXNzaW9ucxITCgt0dGxfc2Vjb25kcxgJIAEoDRI2CgZsYWJlbHMYCiADKAsyJi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50LkxhYmVsc0VudHJ5Eg0KBWVycm9yGAsgASgJEhAKCGxvY2tmaWxlGAwgASgJEhcKD2V4ZWN1dGlvbl9jb3VudBgNIAEoBBIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfdXNlZF90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtkZWxldGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGVuYW50X2lkGBIgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi6AMKGENyZWF0ZUVudmlyb25tZW50UmVxdWVzdBJFCgdtb2R1bGVzGAEgAygLMjQuYXNzaXN0X3RlZS52MS5DcmVhdGVFbnZpcm9ubWVudFJlcXVlc3QuTW9kdWxlc0VudHJ5EhMKC21haW5fbW9kdWxlGAIgASgJEicKB3J1bnRpbWUYAyABKA4yFi5hc3Npc3RfdGVlLnYxLlJ1bnRpbWUSMQoMZGVwZW5kZW5jaWVzGAQgASgLMhsuYXNzaXN0X3RlZS52MS5EZXBlbmRlbmNpZXMSLwoLcGVybWlzc2lvbnMYBSABKAsyGi5hc3Npc3RfdGVlLnYxLlBlcm1pc3Npb25zEhMKC3R0bF9zZWNvbmRzGAYgASgNEkMKBmxhYmVscxgHIAMoCzIzLmFzc2lzdF90ZWUudjEuQ3JlYXRlRW52aXJvbm1lbnRSZXF1ZXN0LkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYCCABKAkSFgoOcmV0dXJuX3BlbmRpbmcYCSABKAgaLgoMTW9kdWxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChlDcmVhdGVFbnZpcm9ubWVudFJlc3BvbnNlEi8KC2Vudmlyb25tZW50GAEgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCIjChVHZXRFbnZpcm9ubWVudFJlcXVlc3QSCgoCaWQYASABKAkiSQoWR2V0RW52aXJvbm1lbnRSZXNwb25zZRIvCgtlbnZpcm9ubWVudBgBIAEoCzIaLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnQicgoXTGlzdEVudmlyb25tZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSMAoGc3RhdHVzGAMgASgOMiAuYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudFN0YXR1cyJlChhMaXN0RW52aXJvbm1lbnRzUmVzcG9uc2USMAoMZW52aXJvbm1lbnRzGAEgAygLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiaQoYRGVsZXRlRW52aXJvbm1lbnRSZXF1ZXN0EgoKAmlkGAEgASgJEi0KBnJlYXNvbhgCIAEoDjIdLmFzc2lzdF90ZWUudjEuRGVsZXRpb25SZWFzb24SEgoKcmVxdWVzdF9pZBgDIAEoCSJMChlEZWxldGVFbnZpcm9ubWVudFJlc3BvbnNlEi8KC2Vudmlyb25tZW50GAEgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCIlChdXYXRjaEVudmlyb25tZW50UmVxdWVzdBIKCgJpZBgBIAEoCSJmChBTZXR1cFBoYXNlQ2hhbmdlEigKBXBoYXNlGAEgASgOMhkuYXNzaXN0X3RlZS52MS5TZXR1cFBoYXNlEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkkKD1NldHVwT3V0cHV0TGluZRIMCgR0ZXh0GAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIroBChhXYXRjaEVudmlyb25tZW50UmVzcG9uc2USMAoFcGhhc2UYASABKAsyHy5hc3Npc3RfdGVlLnYxLlNldHVwUGhhc2VDaGFuZ2VIABIwCgZvdXRwdXQYAiABKAsyHi5hc3Npc3RfdGVlLnYxLlNldHVwT3V0cHV0TGluZUgAEjEKC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudEgAQgcKBWV2ZW50KrQBChFFbnZpcm9ubWVudFN0YXR1cxIiCh5FTlZJUk9OTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpFTlZJUk9OTUVOVF9TVEFUVVNfUEVORElORxABEhwKGEVOVklST05NRU5UX1NUQVRVU19SRUFEWRACEh0KGUVOVklST05NRU5UX1NUQVRVU19GQUlMRUQQAxIeChpFTlZJUk9OTUVOVF9TVEFUVVNfREVMRVRFRBAEKssBCgpTZXR1cFBoYXNlEhsKF1NFVFVQX1BIQVNFX1VOU1BFQ0lGSUVEEAASGgoWU0VUVVBfUEhBU0VfVkFMSURBVElORxABEh8KG1NFVFVQX1BIQVNFX1dSSVRJTkdfTU9EVUxFUxACEhoKFlNFVFVQX1BIQVNFX0lOU1RBTExJTkcQAxIYChRTRVRVUF9QSEFTRV9DSEVDS0lORxAEEhUKEVNFVFVQX1BIQVNFX1JFQURZEAUSFgoSU0VUVVBfUEhBU0VfRkFJTEVEEAYyngQKEkVudmlyb25tZW50U2VydmljZRJmChFDcmVhdGVFbnZpcm9ubWVudBInLmFzc2lzdF90ZWUudjEuQ3JlYXRlRW52aXJvbm1lbnRSZXF1ZXN0GiguYXNzaXN0X3RlZS52MS5DcmVhdGVFbnZpcm9ubWVudFJlc3BvbnNlEmIKDkdldEVudmlyb25tZW50EiQuYXNzaXN0X3RlZS52MS5HZXRFbnZpcm9ubWVudFJlcXVlc3QaJS5hc3Npc3RfdGVlLnYxLkdldEVudmlyb25tZW50UmVzcG9uc2UiA5ACARJoChBMaXN0RW52aXJvbm1lbnRzEiYuYXNzaXN0X3RlZS52MS5MaXN0RW52aXJvbm1lbnRzUmVxdWVzdBonLmFzc2lzdF90ZWUudjEuTGlzdEVudmlyb25tZW50c1Jlc3BvbnNlIgOQAgESZgoRRGVsZXRlRW52aXJvbm1lbnQSJy5hc3Npc3RfdGVlLnYxLkRlbGV0ZUVudmlyb25tZW50UmVxdWVzdBooLmFzc2lzdF90ZWUudjEuRGVsZXRlRW52aXJvbm1lbnRSZXNwb25zZRJqChBXYXRjaEVudmlyb25tZW50EiYuYXNzaXN0X3RlZS52MS5XYXRjaEVudmlyb25tZW50UmVxdWVzdBonLmFzc2lzdF90ZWUudjEuV2F0Y2hFbnZpcm9ubWVudFJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_assist_tee_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * Third-party code installed once, during setup, with network access.
@@ -230,6 +230,31 @@ export type CreateEnvironmentRequest = Message<"assist_tee.v1.CreateEnvironmentR
    * @generated from field: map<string, string> labels = 7;
    */
   labels: { [key: string]: string };
+
+  /**
+   * Idempotency key, chosen by the client: 1 to 128 characters of [A-Za-z0-9._:-] (a UUID
+   * is recommended); anything else is InvalidArgument naming request_id. Empty: none.
+   * A retry with the same request_id from the same tenant within the retention window
+   * (TEE_IDEMPOTENCY_RETENTION_MS, 24 h by default) returns the first call's environment,
+   * waiting for the first call while it still runs: the work is never done twice. The same
+   * request_id with a different request is InvalidArgument. A first call that answered an
+   * error (invalid, not found, refused, unavailable) did nothing, and a retry runs it; one
+   * cut off by a crash or an internal error answers Aborted: its effects are unknown, and a
+   * new request_id runs it again.
+   *
+   * @generated from field: string request_id = 8;
+   */
+  requestId: string;
+
+  /**
+   * When true, the call returns as soon as the request is validated and admitted (quotas,
+   * limits), with the environment PENDING; setup goes on in the background, and
+   * WatchEnvironment or GetEnvironment follow it. An invalid or refused request is still an
+   * error of this call. When false (the default), the call returns once setup has ended.
+   *
+   * @generated from field: bool return_pending = 9;
+   */
+  returnPending: boolean;
 };
 
 /**
@@ -365,6 +390,21 @@ export type DeleteEnvironmentRequest = Message<"assist_tee.v1.DeleteEnvironmentR
    * @generated from field: assist_tee.v1.DeletionReason reason = 2;
    */
   reason: DeletionReason;
+
+  /**
+   * Idempotency key, chosen by the client: 1 to 128 characters of [A-Za-z0-9._:-] (a UUID
+   * is recommended); anything else is InvalidArgument naming request_id. Empty: none.
+   * A retry with the same request_id from the same tenant within the retention window
+   * (TEE_IDEMPOTENCY_RETENTION_MS, 24 h by default) returns the first call's answer,
+   * waiting for the first call while it still runs: the work is never done twice. The same
+   * request_id with a different request is InvalidArgument. A first call that answered an
+   * error (invalid, not found, refused, unavailable) did nothing, and a retry runs it; one
+   * cut off by a crash or an internal error answers Aborted: its effects are unknown, and a
+   * new request_id runs it again.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
 };
 
 /**
@@ -390,6 +430,121 @@ export type DeleteEnvironmentResponse = Message<"assist_tee.v1.DeleteEnvironment
  */
 export const DeleteEnvironmentResponseSchema: GenMessage<DeleteEnvironmentResponse> = /*@__PURE__*/
   messageDesc(file_assist_tee_v1_environment, 10);
+
+/**
+ * @generated from message assist_tee.v1.WatchEnvironmentRequest
+ */
+export type WatchEnvironmentRequest = Message<"assist_tee.v1.WatchEnvironmentRequest"> & {
+  /**
+   * The environment to follow.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message assist_tee.v1.WatchEnvironmentRequest.
+ * Use `create(WatchEnvironmentRequestSchema)` to create a new message.
+ */
+export const WatchEnvironmentRequestSchema: GenMessage<WatchEnvironmentRequest> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_environment, 11);
+
+/**
+ * A setup entered a phase.
+ *
+ * @generated from message assist_tee.v1.SetupPhaseChange
+ */
+export type SetupPhaseChange = Message<"assist_tee.v1.SetupPhaseChange"> & {
+  /**
+   * @generated from field: assist_tee.v1.SetupPhase phase = 1;
+   */
+  phase: SetupPhase;
+
+  /**
+   * When the phase began.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message assist_tee.v1.SetupPhaseChange.
+ * Use `create(SetupPhaseChangeSchema)` to create a new message.
+ */
+export const SetupPhaseChangeSchema: GenMessage<SetupPhaseChange> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_environment, 12);
+
+/**
+ * One line the package manager wrote while installing (its stdout and stderr, merged in the
+ * order written), as plain text: no line terminator, terminal colour codes removed, lines
+ * longer than 4 KiB split.
+ *
+ * @generated from message assist_tee.v1.SetupOutputLine
+ */
+export type SetupOutputLine = Message<"assist_tee.v1.SetupOutputLine"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * When the line was read.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message assist_tee.v1.SetupOutputLine.
+ * Use `create(SetupOutputLineSchema)` to create a new message.
+ */
+export const SetupOutputLineSchema: GenMessage<SetupOutputLine> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_environment, 13);
+
+/**
+ * @generated from message assist_tee.v1.WatchEnvironmentResponse
+ */
+export type WatchEnvironmentResponse = Message<"assist_tee.v1.WatchEnvironmentResponse"> & {
+  /**
+   * @generated from oneof assist_tee.v1.WatchEnvironmentResponse.event
+   */
+  event: {
+    /**
+     * The setup entered a phase.
+     *
+     * @generated from field: assist_tee.v1.SetupPhaseChange phase = 1;
+     */
+    value: SetupPhaseChange;
+    case: "phase";
+  } | {
+    /**
+     * A line of the package manager's output.
+     *
+     * @generated from field: assist_tee.v1.SetupOutputLine output = 2;
+     */
+    value: SetupOutputLine;
+    case: "output";
+  } | {
+    /**
+     * The environment as its setup ended (or as it is, when it had ended before the call);
+     * always the last message.
+     *
+     * @generated from field: assist_tee.v1.Environment environment = 3;
+     */
+    value: Environment;
+    case: "environment";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message assist_tee.v1.WatchEnvironmentResponse.
+ * Use `create(WatchEnvironmentResponseSchema)` to create a new message.
+ */
+export const WatchEnvironmentResponseSchema: GenMessage<WatchEnvironmentResponse> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_environment, 14);
 
 /**
  * @generated from enum assist_tee.v1.EnvironmentStatus
@@ -432,13 +587,76 @@ export const EnvironmentStatusSchema: GenEnum<EnvironmentStatus> = /*@__PURE__*/
   enumDesc(file_assist_tee_v1_environment, 0);
 
 /**
+ * The steps of a setup, in order. Environments without dependencies skip INSTALLING and
+ * CHECKING. A setup ends in READY or FAILED.
+ *
+ * @generated from enum assist_tee.v1.SetupPhase
+ */
+export enum SetupPhase {
+  /**
+   * @generated from enum value: SETUP_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The request is checked: modules, runtime, dependencies, permissions, quotas.
+   *
+   * @generated from enum value: SETUP_PHASE_VALIDATING = 1;
+   */
+  VALIDATING = 1,
+
+  /**
+   * The modules are written into the environment's storage.
+   *
+   * @generated from enum value: SETUP_PHASE_WRITING_MODULES = 2;
+   */
+  WRITING_MODULES = 2,
+
+  /**
+   * The package manager installs the dependencies in a setup sandbox; its output follows.
+   *
+   * @generated from enum value: SETUP_PHASE_INSTALLING = 3;
+   */
+  INSTALLING = 3,
+
+  /**
+   * The install is counted against the size caps as it is copied into the environment's
+   * storage, and its lockfile is read.
+   *
+   * @generated from enum value: SETUP_PHASE_CHECKING = 4;
+   */
+  CHECKING = 4,
+
+  /**
+   * The environment can be executed.
+   *
+   * @generated from enum value: SETUP_PHASE_READY = 5;
+   */
+  READY = 5,
+
+  /**
+   * Setup failed; the environment's `error` says why.
+   *
+   * @generated from enum value: SETUP_PHASE_FAILED = 6;
+   */
+  FAILED = 6,
+}
+
+/**
+ * Describes the enum assist_tee.v1.SetupPhase.
+ */
+export const SetupPhaseSchema: GenEnum<SetupPhase> = /*@__PURE__*/
+  enumDesc(file_assist_tee_v1_environment, 1);
+
+/**
  * Sets up environments (code, dependencies, permissions) that executions then run.
  *
  * @generated from service assist_tee.v1.EnvironmentService
  */
 export const EnvironmentService: GenService<{
   /**
-   * Validates and stores the modules, installs dependencies and returns the environment.
+   * Validates and stores the modules, installs dependencies and returns the environment; with
+   * return_pending, returns it PENDING once admitted and sets it up in the background.
    *
    * @generated from rpc assist_tee.v1.EnvironmentService.CreateEnvironment
    */
@@ -472,6 +690,26 @@ export const EnvironmentService: GenService<{
     methodKind: "unary";
     input: typeof DeleteEnvironmentRequestSchema;
     output: typeof DeleteEnvironmentResponseSchema;
+  },
+  /**
+   * Follows an environment's setup: the phases so far and the recent package-manager output
+   * (at most the last 1,000 lines or 256 KiB), then the rest live, then the environment as it
+   * ended, always the last message. An environment already READY, FAILED or DELETED gets its
+   * final phase and the environment at once (for a DELETED one, READY when its setup had
+   * completed, FAILED when it failed or was deleted first). Deleting a PENDING environment
+   * ends its setup, and the watch with the DELETED environment. Another tenant's id is
+   * NotFound, as for GetEnvironment. Output lines and the phases before the end come only from
+   * the instance that runs the setup: on another instance (a replica, or after a restart) the
+   * stream polls the environment until it is no longer PENDING, then sends the final phase and
+   * the environment. No side effects; as a server stream it is called with POST (Connect's GET
+   * is for unary calls only).
+   *
+   * @generated from rpc assist_tee.v1.EnvironmentService.WatchEnvironment
+   */
+  watchEnvironment: {
+    methodKind: "server_streaming";
+    input: typeof WatchEnvironmentRequestSchema;
+    output: typeof WatchEnvironmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_assist_tee_v1_environment, 0);

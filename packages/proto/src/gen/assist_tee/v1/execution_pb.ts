@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/execution.proto.
  */
 export const file_assist_tee_v1_execution: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hc3Npc3RfdGVlL3YxL2V4ZWN1dGlvbi5wcm90bxINYXNzaXN0X3RlZS52MSJtCghMb2dFbnRyeRImCgVsZXZlbBgBIAEoDjIXLmFzc2lzdF90ZWUudjEuTG9nTGV2ZWwSDwoHbWVzc2FnZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5FeGVjdXRpb25FcnJvchIMCgRuYW1lGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDQoFc3RhY2sYAyABKAkiyAMKCUV4ZWN1dGlvbhIKCgJpZBgBIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvblN0YXR1cxImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSLAoFZXJyb3IYBSABKAsyHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkVycm9yEiUKBGxvZ3MYBiADKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5EhgKEG91dHB1dF90cnVuY2F0ZWQYByABKAgSEQoJZXhpdF9jb2RlGAggASgFEhMKC2R1cmF0aW9uX21zGAkgASgNEiUKBmxpbWl0cxgKIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzEgwKBHdhcm0YCyABKAgSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYDiABKAki1gEKDkV4ZWN1dGVSZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSMwoDZW52GAMgAygLMiYuYXNzaXN0X3RlZS52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIlCgZsaW1pdHMYBCABKAsyFS5hc3Npc3RfdGVlLnYxLkxpbWl0cxoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj4KD0V4ZWN1dGVSZXNwb25zZRIrCglleGVjdXRpb24YASABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbiLiAQoURXhlY3V0ZVN0cmVhbVJlcXVlc3QSFgoOZW52aXJvbm1lbnRfaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5CgNlbnYYAyADKAsyLC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVTdHJlYW1SZXF1ZXN0LkVudkVudHJ5EiUKBmxpbWl0cxgEIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidwoVRXhlY3V0ZVN0cmVhbVJlc3BvbnNlEiYKA2xvZxgBIAEoCzIXLmFzc2lzdF90ZWUudjEuTG9nRW50cnlIABItCglleGVjdXRpb24YAiABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkgAQgcKBWV2ZW50IiEKE0dldEV4ZWN1dGlvblJlcXVlc3QSCgoCaWQYASABKAkiQwoUR2V0RXhlY3V0aW9uUmVzcG9uc2USKwoJZXhlY3V0aW9uGAEgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb24iVgoVTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl8KFkxpc3RFeGVjdXRpb25zUmVzcG9uc2USLAoKZXhlY3V0aW9ucxgBIAMoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIWChRHZXRQb29sU3RhdHVzUmVxdWVzdCKDAQoVR2V0UG9vbFN0YXR1c1Jlc3BvbnNlEjQKDGVudmlyb25tZW50cxgBIAMoCzIeLmFzc2lzdF90ZWUudjEuRW52aXJvbm1lbnRQb29sEhoKEnJlc2VydmVkX21lbW9yeV9tYhgCIAEoDRIYChBtZW1vcnlfYnVkZ2V0X21iGAMgASgNIkoKD0Vudmlyb25tZW50UG9vbBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRINCgVyZWFkeRgCIAEoDRIQCghzdGFydGluZxgDIAEoDSq4AgoPRXhlY3V0aW9uU3RhdHVzEiAKHEVYRUNVVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhFWEVDVVRJT05fU1RBVFVTX1JVTk5JTkcQARIeChpFWEVDVVRJT05fU1RBVFVTX1NVQ0NFRURFRBACEiIKHkVYRUNVVElPTl9TVEFUVVNfSEFORExFUl9FUlJPUhADEhwKGEVYRUNVVElPTl9TVEFUVVNfVElNRU9VVBAEEhgKFEVYRUNVVElPTl9TVEFUVVNfT09NEAUSIQodRVhFQ1VUSU9OX1NUQVRVU19PVVRQVVRfTElNSVQQBhIiCh5FWEVDVVRJT05fU1RBVFVTX1NBTkRCT1hfRVJST1IQBxIiCh5FWEVDVVRJT05fU1RBVFVTX1BST0NFU1NfTElNSVQQCCp3CghMb2dMZXZlbBIZChVMT0dfTEVWRUxfVU5TUEVDSUZJRUQQABITCg9MT0dfTEVWRUxfREVCVUcQARISCg5MT0dfTEVWRUxfSU5GTxACEhIKDkxPR19MRVZFTF9XQVJOEAMSEwoPTE9HX0xFVkVMX0VSUk9SEAQy3QMKEEV4ZWN1dGlvblNlcnZpY2USSAoHRXhlY3V0ZRIdLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVJlcXVlc3QaHi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVSZXNwb25zZRJcCg1FeGVjdXRlU3RyZWFtEiMuYXNzaXN0X3RlZS52MS5FeGVjdXRlU3RyZWFtUmVxdWVzdBokLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVN0cmVhbVJlc3BvbnNlMAESXAoMR2V0RXhlY3V0aW9uEiIuYXNzaXN0X3RlZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GiMuYXNzaXN0X3RlZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZSIDkAIBEmIKDkxpc3RFeGVjdXRpb25zEiQuYXNzaXN0X3RlZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaJS5hc3Npc3RfdGVlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2UiA5ACARJfCg1HZXRQb29sU3RhdHVzEiMuYXNzaXN0X3RlZS52MS5HZXRQb29sU3RhdHVzUmVxdWVzdBokLmFzc2lzdF90ZWUudjEuR2V0UG9vbFN0YXR1c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_assist_tee_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch1hc3Npc3RfdGVlL3YxL2V4ZWN1dGlvbi5wcm90bxINYXNzaXN0X3RlZS52MSJtCghMb2dFbnRyeRImCgVsZXZlbBgBIAEoDjIXLmFzc2lzdF90ZWUudjEuTG9nTGV2ZWwSDwoHbWVzc2FnZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5FeGVjdXRpb25FcnJvchIMCgRuYW1lGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDQoFc3RhY2sYAyABKAkiyAMKCUV4ZWN1dGlvbhIKCgJpZBgBIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvblN0YXR1cxImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSLAoFZXJyb3IYBSABKAsyHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkVycm9yEiUKBGxvZ3MYBiADKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5EhgKEG91dHB1dF90cnVuY2F0ZWQYByABKAgSEQoJZXhpdF9jb2RlGAggASgFEhMKC2R1cmF0aW9uX21zGAkgASgNEiUKBmxpbWl0cxgKIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzEgwKBHdhcm0YCyABKAgSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYDiABKAki6gEKDkV4ZWN1dGVSZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSMwoDZW52GAMgAygLMiYuYXNzaXN0X3RlZS52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIlCgZsaW1pdHMYBCABKAsyFS5hc3Npc3RfdGVlLnYxLkxpbWl0cxISCgpyZXF1ZXN0X2lkGAUgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPgoPRXhlY3V0ZVJlc3BvbnNlEisKCWV4ZWN1dGlvbhgBIAEoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uIvYBChRFeGVjdXRlU3RyZWFtUmVxdWVzdBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjkKA2VudhgDIAMoCzIsLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QuRW52RW50cnkSJQoGbGltaXRzGAQgASgLMhUuYXNzaXN0X3RlZS52MS5MaW1pdHMSEgoKcmVxdWVzdF9pZBgFIAEoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIncKFUV4ZWN1dGVTdHJlYW1SZXNwb25zZRImCgNsb2cYASABKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5SAASLQoJZXhlY3V0aW9uGAIgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb25IAEIHCgVldmVudCIhChNHZXRFeGVjdXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIkMKFEdldEV4ZWN1dGlvblJlc3BvbnNlEisKCWV4ZWN1dGlvbhgBIAEoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uIlYKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJfChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEiwKCmV4ZWN1dGlvbnMYASADKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkquAIKD0V4ZWN1dGlvblN0YXR1cxIgChxFWEVDVVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYRVhFQ1VUSU9OX1NUQVRVU19SVU5OSU5HEAESHgoaRVhFQ1VUSU9OX1NUQVRVU19TVUNDRUVERUQQAhIiCh5FWEVDVVRJT05fU1RBVFVTX0hBTkRMRVJfRVJST1IQAxIcChhFWEVDVVRJT05fU1RBVFVTX1RJTUVPVVQQBBIYChRFWEVDVVRJT05fU1RBVFVTX09PTRAFEiEKHUVYRUNVVElPTl9TVEFUVVNfT1VUUFVUX0xJTUlUEAYSIgoeRVhFQ1VUSU9OX1NUQVRVU19TQU5EQk9YX0VSUk9SEAcSIgoeRVhFQ1VUSU9OX1NUQVRVU19QUk9DRVNTX0xJTUlUEAgqdwoITG9nTGV2ZWwSGQoVTE9HX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPTE9HX0xFVkVMX0RFQlVHEAESEgoOTE9HX0xFVkVMX0lORk8QAhISCg5MT0dfTEVWRUxfV0FSThADEhMKD0xPR19MRVZFTF9FUlJPUhAEMvwCChBFeGVjdXRpb25TZXJ2aWNlEkgKB0V4ZWN1dGUSHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVSZXF1ZXN0Gh4uYXNzaXN0X3RlZS52MS5FeGVjdXRlUmVzcG9uc2USXAoNRXhlY3V0ZVN0cmVhbRIjLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QaJC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVTdHJlYW1SZXNwb25zZTABElwKDEdldEV4ZWN1dGlvbhIiLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVxdWVzdBojLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVzcG9uc2UiA5ACARJiCg5MaXN0RXhlY3V0aW9ucxIkLmFzc2lzdF90ZWUudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiUuYXNzaXN0X3RlZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_assist_tee_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.v1.LogEntry
@@ -198,6 +198,22 @@ export type ExecuteRequest = Message<"assist_tee.v1.ExecuteRequest"> & {
    * @generated from field: assist_tee.v1.Limits limits = 4;
    */
   limits?: Limits | undefined;
+
+  /**
+   * Idempotency key, chosen by the client: 1 to 128 characters of [A-Za-z0-9._:-] (a UUID
+   * is recommended); anything else is InvalidArgument naming request_id. Empty: none.
+   * A retry with the same request_id from the same tenant within the retention window
+   * (TEE_IDEMPOTENCY_RETENTION_MS, 24 h by default) returns the first call's execution,
+   * waiting for the first call while it still runs: the work is never done twice. The same
+   * request_id with a different request is InvalidArgument. A first call that answered an
+   * error (invalid, not found, refused, unavailable) did nothing, and a retry runs it; one
+   * cut off by a crash or an internal error answers Aborted: its effects are unknown, and a
+   * new request_id runs it again.
+   * Execute and ExecuteStream share the key: either may retry the other.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
 };
 
 /**
@@ -247,6 +263,14 @@ export type ExecuteStreamRequest = Message<"assist_tee.v1.ExecuteStreamRequest">
    * @generated from field: assist_tee.v1.Limits limits = 4;
    */
   limits?: Limits | undefined;
+
+  /**
+   * As ExecuteRequest.request_id (the same key: either RPC may retry the other). A retry
+   * replays the first call's log entries, then its execution.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
 };
 
 /**
@@ -377,81 +401,6 @@ export type ListExecutionsResponse = Message<"assist_tee.v1.ListExecutionsRespon
  */
 export const ListExecutionsResponseSchema: GenMessage<ListExecutionsResponse> = /*@__PURE__*/
   messageDesc(file_assist_tee_v1_execution, 10);
-
-/**
- * @generated from message assist_tee.v1.GetPoolStatusRequest
- */
-export type GetPoolStatusRequest = Message<"assist_tee.v1.GetPoolStatusRequest"> & {
-};
-
-/**
- * Describes the message assist_tee.v1.GetPoolStatusRequest.
- * Use `create(GetPoolStatusRequestSchema)` to create a new message.
- */
-export const GetPoolStatusRequestSchema: GenMessage<GetPoolStatusRequest> = /*@__PURE__*/
-  messageDesc(file_assist_tee_v1_execution, 11);
-
-/**
- * @generated from message assist_tee.v1.GetPoolStatusResponse
- */
-export type GetPoolStatusResponse = Message<"assist_tee.v1.GetPoolStatusResponse"> & {
-  /**
-   * Environments with warm sandboxes ready or starting (or executed recently).
-   *
-   * @generated from field: repeated assist_tee.v1.EnvironmentPool environments = 1;
-   */
-  environments: EnvironmentPool[];
-
-  /**
-   * Memory limits of the warm sandboxes together, and the budget they stay within.
-   *
-   * @generated from field: uint32 reserved_memory_mb = 2;
-   */
-  reservedMemoryMb: number;
-
-  /**
-   * @generated from field: uint32 memory_budget_mb = 3;
-   */
-  memoryBudgetMb: number;
-};
-
-/**
- * Describes the message assist_tee.v1.GetPoolStatusResponse.
- * Use `create(GetPoolStatusResponseSchema)` to create a new message.
- */
-export const GetPoolStatusResponseSchema: GenMessage<GetPoolStatusResponse> = /*@__PURE__*/
-  messageDesc(file_assist_tee_v1_execution, 12);
-
-/**
- * @generated from message assist_tee.v1.EnvironmentPool
- */
-export type EnvironmentPool = Message<"assist_tee.v1.EnvironmentPool"> & {
-  /**
-   * @generated from field: string environment_id = 1;
-   */
-  environmentId: string;
-
-  /**
-   * Started, with the main module imported, and not used yet: the next executions take these.
-   *
-   * @generated from field: uint32 ready = 2;
-   */
-  ready: number;
-
-  /**
-   * Being started for the pool.
-   *
-   * @generated from field: uint32 starting = 3;
-   */
-  starting: number;
-};
-
-/**
- * Describes the message assist_tee.v1.EnvironmentPool.
- * Use `create(EnvironmentPoolSchema)` to create a new message.
- */
-export const EnvironmentPoolSchema: GenMessage<EnvironmentPool> = /*@__PURE__*/
-  messageDesc(file_assist_tee_v1_execution, 13);
 
 /**
  * @generated from enum assist_tee.v1.ExecutionStatus
@@ -601,16 +550,6 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof ListExecutionsRequestSchema;
     output: typeof ListExecutionsResponseSchema;
-  },
-  /**
-   * The warm sandboxes this instance holds, per environment.
-   *
-   * @generated from rpc assist_tee.v1.ExecutionService.GetPoolStatus
-   */
-  getPoolStatus: {
-    methodKind: "unary";
-    input: typeof GetPoolStatusRequestSchema;
-    output: typeof GetPoolStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_assist_tee_v1_execution, 0);
