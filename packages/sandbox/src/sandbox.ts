@@ -26,6 +26,8 @@ export interface Sandbox {
 
 /** Exit code of a SIGKILLed process, reported when the real one cannot be known any more. */
 const KILLED_EXIT_CODE = 137;
+/** runsc's own exit code when the kernel's OOM killer picks one of its processes, not the handler's. */
+const RUNSC_KILLED_EXIT_CODE = 2;
 /** How long remove() lets `exited` settle (so oomKilled is read) before removing anyway. */
 const EXIT_SETTLE_MS = 5_000;
 /** How long after an unexplained SIGKILL the engine's OOM event may still arrive. */
@@ -135,7 +137,8 @@ export class SandboxHandle implements Sandbox {
       if (!isNotFound(error)) throw error;
       exit = { exitCode: waited?.StatusCode ?? KILLED_EXIT_CODE, oomKilled: false };
     }
-    if (exit.exitCode === KILLED_EXIT_CODE && !exit.oomKilled && !this.killRequested) {
+    const killed = exit.exitCode === KILLED_EXIT_CODE || exit.exitCode === RUNSC_KILLED_EXIT_CODE;
+    if (killed && !exit.oomKilled && !this.killRequested) {
       exit.oomKilled = await this.oomEventSeen();
     }
     return exit;
@@ -144,7 +147,8 @@ export class SandboxHandle implements Sandbox {
   /**
    * Whether the engine reported an OOM for this container. The engine only records OOMKilled
    * when its OOM event arrives before the exit event; under load (measured with runsc) it can
-   * come after, so an unexplained SIGKILL looks for the event itself, briefly.
+   * come after, so an unexplained kill (the handler's SIGKILL, or runsc dying whole) looks for
+   * the event itself, briefly.
    */
   private async oomEventSeen(): Promise<boolean> {
     try {

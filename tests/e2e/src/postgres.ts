@@ -14,3 +14,11 @@ export async function queryRows<T extends pg.QueryResultRow>(
     await client.end();
   }
 }
+
+/** Sets an environment's status behind the services' back, as a crash or a replica would leave it. */
+export async function setEnvironmentStatus(url: string, id: string, status: string): Promise<void> {
+  await queryRows(url, 'update environments.environment set status = $1 where id = $2', [
+    status,
+    id,
+  ]);
+}

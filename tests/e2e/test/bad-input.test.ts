@@ -3,7 +3,7 @@ import { type CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/client
 import { fromJson, type MessageInitShape } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { queryRows, sumExample, useTestStack } from '../src/index.js';
+import { queryRows, setEnvironmentStatus, sumExample, useTestStack } from '../src/index.js';
 
 type CreateInit = MessageInitShape<typeof CreateEnvironmentRequestSchema>;
 
@@ -200,21 +200,13 @@ describe('bad input is refused with the field named, and nothing is created', ()
 
   it('refuses work on an environment that is not READY', async () => {
     const { environment } = await tee.client.environments.createEnvironment(valid);
-    await queryRows(
-      tee.stack.config.databaseUrl,
-      "update environments.environment set status = 'FAILED' where id = $1",
-      [environment!.id],
-    );
+    await setEnvironmentStatus(tee.stack.config.databaseUrl, environment!.id, 'FAILED');
     const error = await rejection(
       tee.client.executions.execute({ environmentId: environment!.id }),
     );
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(error.rawMessage).toContain('FAILED');
-    await queryRows(
-      tee.stack.config.databaseUrl,
-      "update environments.environment set status = 'READY' where id = $1",
-      [environment!.id],
-    );
+    await setEnvironmentStatus(tee.stack.config.databaseUrl, environment!.id, 'READY');
     await tee.client.environments.deleteEnvironment({ id: environment!.id });
   });
 });

@@ -16,6 +16,7 @@ import {
   expectSettled,
   handlerModules,
   queryRows,
+  setEnvironmentStatus,
   sumExample,
   useTestStack,
 } from '../src/index.js';
@@ -236,11 +237,7 @@ describe('errors carry google.rpc details over gRPC and Connect JSON', () => {
     });
     const id = environment!.id;
     const setStatus = (status: string) =>
-      queryRows(
-        tee.stack.config.databaseUrl,
-        'update environments.environment set status = $1 where id = $2',
-        [status, id],
-      );
+      setEnvironmentStatus(tee.stack.config.databaseUrl, id, status);
     await setStatus('FAILED');
     const expected = {
       reason: 'ENVIRONMENT_NOT_READY',

@@ -8,6 +8,7 @@ import {
   expectSettled,
   handlerModules,
   queryRows,
+  setEnvironmentStatus,
   sumExample,
   useTestStack,
 } from '../src/index.js';
@@ -25,11 +26,7 @@ describe('execution races', () => {
   // The stuck-execution sweep looks every 200 ms instead of every 30 s.
   const tee = useTestStack({ TEE_STUCK_SWEEP_MS: '200' });
   const setStatus = (id: string, status: string) =>
-    queryRows(
-      tee.stack.config.databaseUrl,
-      'update environments.environment set status = $2 where id = $1',
-      [id, status],
-    );
+    setEnvironmentStatus(tee.stack.config.databaseUrl, id, status);
 
   it('another tenant’s environment that is not READY does not exist for a tenant either', async () => {
     const owner = await tee.clientOf('owner');

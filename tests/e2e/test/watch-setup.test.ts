@@ -10,7 +10,13 @@ import { listLabelled, waitForRunning } from '@assist-tee/testing';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
-import { queryRows, startTestStack, sumExample, useTestStack } from '../src/index.js';
+import {
+  queryRows,
+  setEnvironmentStatus,
+  startTestStack,
+  sumExample,
+  useTestStack,
+} from '../src/index.js';
 
 // As in dependencies.test.ts: tiny, no dependencies of its own, on the registry these machines
 // reach.
@@ -210,11 +216,7 @@ describe.each(['connect', 'grpc'] as const)('watching a setup over %s', (protoco
     });
     const id = environment!.id;
     const setStatus = (status: string) =>
-      queryRows(
-        tee.stack.config.databaseUrl,
-        'update environments.environment set status = $1 where id = $2',
-        [status, id],
-      );
+      setEnvironmentStatus(tee.stack.config.databaseUrl, id, status);
     // As a replica, or this instance before a restart, would have left it.
     await setStatus('PENDING');
     let ended = false;
