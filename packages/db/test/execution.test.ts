@@ -122,6 +122,7 @@ describe('ExecutionEntity', () => {
       exitCode: null,
       durationMs: null,
       finishedAt: null,
+      coldStartReason: 'EVICTED' as const,
     };
     const em = db.em();
     em.create(ExecutionEntity, data);

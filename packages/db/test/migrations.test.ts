@@ -44,6 +44,7 @@ describe('openDatabase', () => {
         '0004-result-error-json',
         '0005-tenant',
         '0006-idempotency-key',
+        '0007-cold-start-reason',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.

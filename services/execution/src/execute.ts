@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { create, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { wrap } from '@mikro-orm/core';
-import { ExecutionEntity } from '@assist-tee/db';
+import { type ColdStartReasonName, ExecutionEntity } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
 import {
   type Environment,
@@ -30,6 +30,7 @@ import type { RunOutcome } from './handler-sandbox.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox, runtimeOf } from './launch.js';
 import type { LogLine } from './runner-protocol.js';
+import type { Take } from './warm-pool.js';
 
 /** How long an outcome waits for the database to come back before the call gives up. */
 const RECORD_RETRY_MS = 30_000;
@@ -104,10 +105,15 @@ async function executeNow(
     throw error;
   }
   let sandbox = known === undefined ? undefined : deps.pool.takeReady(known.id);
+  let coldStartReason: ColdStartReasonName | null = null;
   if (sandbox === undefined) {
     // A cold start (or a sandbox still starting) only for an environment known to be READY.
     await lookup;
-    if (fitsPool) sandbox = await deps.pool.take(environment);
+    const take: Take = fitsPool
+      ? await deps.pool.take(environment)
+      : { coldStartReason: deps.config.pool.maxPerEnvironment > 0 ? 'LIMITS' : 'NO_POOL' };
+    sandbox = take.sandbox;
+    coldStartReason = take.coldStartReason ?? null;
   }
   // A warm sandbox holds its memory already; a cold one is refused at once if running work
   // holds too much of the instance's sandbox memory to fit it (idle warm sandboxes give way).
@@ -132,6 +138,7 @@ async function executeNow(
     durationMs: null,
     limits,
     warm: sandbox !== undefined,
+    coldStartReason,
     instanceId: deps.config.instanceId,
     createdAt: new Date(startedAt),
     finishedAt: null,

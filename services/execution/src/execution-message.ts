@@ -7,6 +7,7 @@ import {
 } from '@bufbuild/protobuf/wkt';
 import type { ExecutionRow } from '@assist-tee/db';
 import {
+  ColdStartReason,
   type Execution,
   ExecutionSchema,
   ExecutionStatus,
@@ -57,6 +58,7 @@ export function toExecutionMessage(
     durationMs: row.durationMs ?? 0,
     limits: { ...row.limits, maxOutputBytes: BigInt(row.limits.maxOutputBytes) },
     warm: row.warm,
+    coldStartReason: ColdStartReason[row.coldStartReason ?? 'UNSPECIFIED'],
     createTime: timestampFromDate(row.createdAt),
     finishTime: row.finishedAt ? timestampFromDate(row.finishedAt) : undefined,
   });

@@ -1,7 +1,9 @@
+import type { ColdStartReasonName } from '@assist-tee/db';
 import type { Logger } from '@assist-tee/logger';
 import type { Environment } from '@assist-tee/proto';
 import type { MemoryReservation, SandboxMemory } from '@assist-tee/server';
 import type { HandlerSandbox } from './handler-sandbox.js';
+import { type EnvironmentDemand, evictionOrder, planPool, warmTarget } from './pool-plan.js';
 
 export interface WarmPoolSettings {
   /** Most warm sandboxes (ready or starting) one environment keeps; 0 turns the pool off. */
@@ -33,13 +35,32 @@ export interface WarmPoolOptions {
   logger: Logger;
 }
 
-export interface EnvironmentPoolStatus {
-  environmentId: string;
-  ready: number;
-  starting: number;
+/** Executions with the default limits that took a warm sandbox, or had to start one. */
+export interface PoolCounters {
+  hits: number;
+  misses: number;
+  /** Unused sandboxes removed to make room (not idle expiry, not deletion). */
+  evictions: number;
 }
 
-/** Demand is the number of takes in this window, per second. */
+export interface EnvironmentPoolStatus extends PoolCounters {
+  environmentId: string;
+  tenantId: string;
+  ready: number;
+  starting: number;
+  reservedMb: number;
+  lastUseAt: number;
+}
+
+/** A warm sandbox for the caller, or why there is none (it starts a cold one). */
+export type Take =
+  | { sandbox: HandlerSandbox; coldStartReason?: undefined }
+  | { sandbox?: undefined; coldStartReason: ColdStartReasonName };
+
+/**
+ * Demand is the number of takes in this window, per second; an environment taken from (or
+ * created) within it is in use, and comes before idle ones.
+ */
 const DEMAND_WINDOW_MS = 10_000;
 /** Until a start has been measured, a start is taken to last this long. */
 const FIRST_START_ESTIMATE_MS = 600;
@@ -59,14 +80,21 @@ interface EnvironmentPool {
   lastUseAt: number;
   failures: number;
   retryAt: number;
+  counters: PoolCounters;
+  /** A sandbox of it was evicted, and none has been ready for it since. */
+  evicted: boolean;
 }
 
 /**
  * Sandboxes started ahead of demand, per environment, with the main module already imported.
- * Each is handed out once, only after it said ready, and removed after its run by the
- * caller; the pool refills in the background. A pool's size follows the recent execution rate
- * times the time a start takes (the sandboxes needed to cover the gap), within the per-
- * environment maximum and the global memory budget; an idle environment's pool shrinks to zero.
+ * Each is handed out once, only after it said ready, and removed after its run by the caller;
+ * the pool refills in the background. All environments share one budget
+ * (TEE_POOL_MEMORY_MB), divided by demand (pool-plan.ts): an environment's size follows its
+ * recent execution rate; environments in use come before idle ones, each one's first sandbox
+ * before any one's second, then the most recently used; each tenant gets its fair share
+ * before another tenant's environments get more. When the budget is full, the ready sandboxes
+ * of the environments that come last are removed (evicted) to make room; sandboxes still
+ * starting never are. An environment not executed for TEE_POOL_IDLE_MS keeps none.
  */
 export class WarmPool {
   private readonly pools = new Map<string, EnvironmentPool>();
@@ -74,12 +102,14 @@ export class WarmPool {
   private readonly starts = new Set<Promise<unknown>>();
   /** Each warm sandbox's memory, promoted to running when an execution takes it. */
   private readonly memoryOf = new WeakMap<HandlerSandbox, MemoryReservation>();
+  private readonly counters: PoolCounters = { hits: 0, misses: 0, evictions: 0 };
   private startEstimateMs = FIRST_START_ESTIMATE_MS;
   private closed = false;
+  private planQueued = false;
   private readonly idleTimer: NodeJS.Timeout;
 
   constructor(private readonly options: WarmPoolOptions) {
-    this.idleTimer = setInterval(() => this.shrinkIdle(), Math.min(options.settings.idleMs, 5_000));
+    this.idleTimer = setInterval(() => this.tick(), Math.min(options.settings.idleMs, 5_000));
     this.idleTimer.unref();
     options.memory.onPressure((overMb) => this.yieldMemory(overMb));
   }
@@ -88,10 +118,11 @@ export class WarmPool {
     return this.options.settings.maxPerEnvironment > 0 && !this.closed;
   }
 
-  /** Starts one warm sandbox for a new environment (creation counts as use). */
+  /** Starts a warm sandbox for a new environment (creation counts as use). */
   prewarm(environment: Environment): void {
     if (!this.enabled) return;
-    this.refill(this.poolOf(environment));
+    this.poolOf(environment).lastUseAt = Date.now();
+    this.schedule();
   }
 
   /** The environment as the pool last saw it, if it keeps a pool for it. */
@@ -102,34 +133,32 @@ export class WarmPool {
   /** A ready sandbox of the environment that nothing has used, or undefined when none is. */
   takeReady(environmentId: string): HandlerSandbox | undefined {
     const pool = this.enabled ? this.pools.get(environmentId) : undefined;
-    if (pool === undefined) return undefined;
-    const taken = this.takeIdle(pool);
-    if (taken !== undefined) this.noteTake(pool);
-    return this.handOut(taken);
+    const sandbox = pool === undefined ? undefined : this.takeIdle(pool);
+    if (sandbox === undefined) return undefined;
+    this.noteTake(pool!, true);
+    return this.handOut(sandbox);
   }
 
   /**
-   * A ready sandbox of the environment that nothing has used, or undefined when there is none
-   * (the caller starts a cold one). A sandbox still starting is taken and waited for: it is
-   * ready sooner than a new one would be.
+   * A ready sandbox of the environment that nothing has used, or why there is none (the
+   * caller starts a cold one). A sandbox still starting is taken and waited for: it is ready
+   * sooner than a new one would be.
    */
-  async take(environment: Environment): Promise<HandlerSandbox | undefined> {
-    if (!this.enabled) return undefined;
+  async take(environment: Environment): Promise<Take> {
+    if (!this.enabled) return { coldStartReason: 'NO_POOL' };
     const pool = this.poolOf(environment);
-    const taken = this.takeIdle(pool);
-    this.noteTake(pool);
-    if (taken !== undefined) return this.handOut(taken);
+    const ready = this.takeIdle(pool);
     const [start] = pool.starting;
-    if (start === undefined) return undefined;
-    pool.starting.delete(start);
-    const sandbox = await start;
-    if (sandbox === undefined) return undefined;
+    const coldStartReason = pool.evicted ? 'EVICTED' : 'POOL_EMPTY';
+    if (ready === undefined && start !== undefined) pool.starting.delete(start);
+    let sandbox = ready ?? (await start);
     // It said ready, and may have died since: it is ours to remove then.
-    if (!sandbox.idle) {
+    if (sandbox !== undefined && !sandbox.idle) {
       this.discard(sandbox);
-      return undefined;
+      sandbox = undefined;
     }
-    return this.handOut(sandbox);
+    this.noteTake(pool, sandbox !== undefined);
+    return sandbox === undefined ? { coldStartReason } : { sandbox: this.handOut(sandbox) };
   }
 
   /**
@@ -139,7 +168,7 @@ export class WarmPool {
    */
   discard(sandbox: HandlerSandbox): void {
     const removal = new Promise((resolve) => setImmediate(resolve)).then(() => {
-      this.refillAll();
+      this.schedule();
       return sandbox.remove();
     });
     this.track(removal);
@@ -155,12 +184,31 @@ export class WarmPool {
     return pool.ready.length;
   }
 
+  /** The environments the pool tracks, most recently used first. */
   status(): EnvironmentPoolStatus[] {
-    return [...this.pools.values()].map((pool) => ({
-      environmentId: pool.environment.id,
-      ready: pool.ready.length,
-      starting: pool.starting.size,
-    }));
+    return [...this.pools.values()]
+      .sort((a, b) => b.lastUseAt - a.lastUseAt)
+      .map((pool) => ({
+        environmentId: pool.environment.id,
+        tenantId: pool.environment.tenantId,
+        ready: pool.ready.length,
+        starting: pool.starting.size,
+        reservedMb: this.held(pool) * this.options.sandboxMemoryMb,
+        lastUseAt: pool.lastUseAt,
+        ...pool.counters,
+      }));
+  }
+
+  /** Hits, misses and evictions over every environment since the pool began. */
+  totals(): PoolCounters {
+    return { ...this.counters };
+  }
+
+  /** Memory limits of the sandboxes the pool holds or is starting for itself. */
+  reservedMb(): number {
+    let count = 0;
+    for (const pool of this.pools.values()) count += this.held(pool);
+    return count * this.options.sandboxMemoryMb;
   }
 
   /** Removes every warm sandbox and waits for what is starting and being removed. */
@@ -173,26 +221,99 @@ export class WarmPool {
   }
 
   /**
-   * Gives running work back the memory that idle warm sandboxes hold, at least `overMb` (the
-   * least recently used environments' first), and resolves once they are removed.
+   * Gives running work back the memory that ready warm sandboxes hold, at least `overMb` (the
+   * sandboxes that come last first), and resolves once they are removed.
    */
   private async yieldMemory(overMb: number): Promise<void> {
-    const removals: Promise<void>[] = [];
-    let freedMb = 0;
-    const byAge = [...this.pools.values()].sort((a, b) => a.lastUseAt - b.lastUseAt);
-    for (const pool of byAge) {
-      while (freedMb < overMb && pool.ready.length > 0) {
-        const sandbox = pool.ready.shift()!;
-        freedMb += this.options.sandboxMemoryMb;
-        removals.push(this.remove(sandbox));
-      }
+    const count = Math.ceil(overMb / this.options.sandboxMemoryMb);
+    const { held, ready } = this.slotCounts();
+    const victims = evictionOrder(this.demands(Date.now()), held, ready, new Map(), count);
+    await Promise.all(victims.map((id) => this.evict(this.pools.get(id)!)));
+  }
+
+  /** Plans once on a later turn of the event loop, however many changes asked for it. */
+  private schedule(): void {
+    if (this.planQueued) return;
+    this.planQueued = true;
+    setImmediate(() => {
+      this.planQueued = false;
+      this.plan();
+    });
+  }
+
+  /** Starts what the budget gives environments and they lack, evicting to make room. */
+  private plan(): void {
+    if (!this.enabled) return;
+    const { memoryBudgetMb, maxStarts } = this.options.settings;
+    const size = this.options.sandboxMemoryMb;
+    const { held, ready } = this.slotCounts();
+    const { start, evict } = planPool(
+      this.demands(Date.now()),
+      held,
+      ready,
+      Math.floor(memoryBudgetMb / size),
+    );
+    for (const id of evict) void this.evict(this.pools.get(id)!);
+    for (const id of start) {
+      if (this.starts.size >= maxStarts || this.reservedMb() + size > memoryBudgetMb) return;
+      const memory = this.options.memory.reserveWarm(size);
+      if (memory === undefined) return;
+      this.startOne(this.pools.get(id)!, memory);
     }
-    await Promise.all(removals);
+  }
+
+  /** What each environment asks of the budget now. */
+  private demands(now: number): EnvironmentDemand[] {
+    const { maxPerEnvironment, idleMs } = this.options.settings;
+    return [...this.pools.values()].map((pool) => {
+      const idleFor = now - pool.lastUseAt;
+      const recent = pool.takes.filter((at) => at >= now - DEMAND_WINDOW_MS).length;
+      const perSecond = recent / (DEMAND_WINDOW_MS / 1000);
+      let wanted =
+        idleFor > idleMs ? 0 : warmTarget(perSecond, this.startEstimateMs, maxPerEnvironment);
+      // Starts that keep failing wait (retryAt): until then it keeps what it has, no more.
+      if (now < pool.retryAt) wanted = Math.min(wanted, this.held(pool));
+      return {
+        environmentId: pool.environment.id,
+        tenantId: pool.environment.tenantId,
+        wanted,
+        active: idleFor <= DEMAND_WINDOW_MS,
+        lastUseAt: pool.lastUseAt,
+      };
+    });
+  }
+
+  private slotCounts(): { held: Map<string, number>; ready: Map<string, number> } {
+    const held = new Map<string, number>();
+    const ready = new Map<string, number>();
+    for (const [id, pool] of this.pools) {
+      held.set(id, this.held(pool));
+      ready.set(id, pool.ready.length);
+    }
+    return { held, ready };
+  }
+
+  private held(pool: EnvironmentPool): number {
+    return pool.ready.length + pool.starting.size;
+  }
+
+  /** Removes one of the environment's ready sandboxes to make room, and counts it. */
+  private evict(pool: EnvironmentPool): Promise<void> {
+    const sandbox = pool.ready.pop();
+    if (sandbox === undefined) return Promise.resolve();
+    pool.evicted = true;
+    pool.counters.evictions += 1;
+    this.counters.evictions += 1;
+    this.options.logger.debug(
+      { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
+      'warm sandbox evicted',
+    );
+    return this.remove(sandbox);
   }
 
   /** The sandbox leaves the pool for an execution, its memory now counted as running. */
-  private handOut(sandbox: HandlerSandbox | undefined): HandlerSandbox | undefined {
-    if (sandbox !== undefined) this.memoryOf.get(sandbox)?.promote();
+  private handOut(sandbox: HandlerSandbox): HandlerSandbox {
+    this.memoryOf.get(sandbox)?.promote();
     return sandbox;
   }
 
@@ -206,16 +327,19 @@ export class WarmPool {
   }
 
   /**
-   * Counts the take just made towards the pool's demand. Replacements start when the run is
-   * over and its sandbox discarded, so they do not compete with it for the CPU; a pool that ran
-   * dry starts them a little later anyway, for the runs that last.
+   * Counts the take just made towards the pool's demand, as a hit or a miss. Replacements
+   * start when the run is over and its sandbox discarded, so they do not compete with it for
+   * the CPU; a pool that ran dry starts them a little later anyway, for the runs that last.
    */
-  private noteTake(pool: EnvironmentPool): void {
+  private noteTake(pool: EnvironmentPool, hit: boolean): void {
     const now = Date.now();
     pool.lastUseAt = now;
     pool.takes.push(now);
     while (pool.takes[0]! < now - DEMAND_WINDOW_MS) pool.takes.shift();
-    if (pool.ready.length === 0) setTimeout(() => this.refill(pool), REFILL_DELAY_MS).unref();
+    const counter = hit ? 'hits' : 'misses';
+    pool.counters[counter] += 1;
+    this.counters[counter] += 1;
+    if (pool.ready.length === 0) setTimeout(() => this.schedule(), REFILL_DELAY_MS).unref();
   }
 
   private poolOf(environment: Environment): EnvironmentPool {
@@ -229,44 +353,13 @@ export class WarmPool {
         lastUseAt: Date.now(),
         failures: 0,
         retryAt: 0,
+        counters: { hits: 0, misses: 0, evictions: 0 },
+        evicted: false,
       };
       this.pools.set(environment.id, pool);
     }
     pool.environment = environment;
     return pool;
-  }
-
-  /** How many unused sandboxes the environment should have now. */
-  private target(pool: EnvironmentPool, now: number): number {
-    if (now - pool.lastUseAt > this.options.settings.idleMs) return 0;
-    const perSecond = pool.takes.length / (DEMAND_WINDOW_MS / 1000);
-    const covering = Math.ceil((perSecond * this.startEstimateMs) / 1000);
-    return Math.min(this.options.settings.maxPerEnvironment, 1 + covering);
-  }
-
-  private refill(pool: EnvironmentPool): void {
-    const now = Date.now();
-    if (!this.enabled || this.pools.get(pool.environment.id) !== pool || now < pool.retryAt) return;
-    while (
-      pool.ready.length + pool.starting.size < this.target(pool, now) &&
-      this.starts.size < this.options.settings.maxStarts &&
-      this.reservedMb() + this.options.sandboxMemoryMb <= this.options.settings.memoryBudgetMb
-    ) {
-      const memory = this.options.memory.reserveWarm(this.options.sandboxMemoryMb);
-      if (memory === undefined) return;
-      this.startOne(pool, memory);
-    }
-  }
-
-  private refillAll(): void {
-    for (const pool of this.pools.values()) this.refill(pool);
-  }
-
-  /** Memory limits of the sandboxes the pool holds or is starting for itself. */
-  reservedMb(): number {
-    let count = 0;
-    for (const pool of this.pools.values()) count += pool.ready.length + pool.starting.size;
-    return count * this.options.sandboxMemoryMb;
   }
 
   private startOne(pool: EnvironmentPool, memory: MemoryReservation): void {
@@ -288,6 +381,7 @@ export class WarmPool {
       const claimed = !pool.starting.delete(start);
       if (sandbox === undefined) return;
       pool.failures = 0;
+      pool.evicted = false;
       this.startEstimateMs = 0.8 * this.startEstimateMs + 0.2 * (Date.now() - started);
       // Claimed by take(), which hands it out or removes it.
       if (claimed) return;
@@ -309,14 +403,14 @@ export class WarmPool {
             { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
             'a warm sandbox died while idle; replacing it',
           );
-          this.refill(pool);
+          this.schedule();
         });
       });
     });
     this.starts.add(done);
     void done.finally(() => {
       this.starts.delete(done);
-      this.refillAll();
+      this.schedule();
     });
   }
 
@@ -352,6 +446,7 @@ export class WarmPool {
     });
   }
 
+  /** Removes a sandbox; once it is gone (its memory given back) the pool plans again. */
   private remove(sandbox: HandlerSandbox): Promise<void> {
     const removal = sandbox.remove();
     this.track(removal);
@@ -360,15 +455,20 @@ export class WarmPool {
 
   private track(removal: Promise<void>): void {
     this.removals.add(removal);
-    void removal.finally(() => this.removals.delete(removal));
+    void removal.finally(() => {
+      this.removals.delete(removal);
+      this.schedule();
+    });
   }
 
-  private shrinkIdle(): void {
+  /** Drops the environments idle past TEE_POOL_IDLE_MS, and plans with the time passed. */
+  private tick(): void {
     const now = Date.now();
     for (const [id, pool] of this.pools) {
       if (now - pool.lastUseAt <= this.options.settings.idleMs) continue;
       this.drain(id);
       this.options.logger.debug({ environmentId: id }, 'idle environment: warm pool emptied');
     }
+    this.schedule();
   }
 }

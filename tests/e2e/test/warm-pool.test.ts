@@ -1,5 +1,5 @@
-import { ExecutionStatus, Runtime } from '@assist-tee/client';
-import { fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
+import { admin, ColdStartReason, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { fromJson, type JsonValue, toJson, toJsonString } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { expectNothingLabelled } from '@assist-tee/testing';
 import { Code } from '@connectrpc/connect';
@@ -24,7 +24,10 @@ async function poolUntil(
     async () => {
       const status = await tee.operator.admin.pool.getPoolStatus({});
       const entry = status.environments.find((pool) => pool.environmentId === environmentId);
-      expect(done(entry), `pool of ${environmentId}: ${JSON.stringify(entry)}`).toBe(true);
+      expect(
+        done(entry),
+        `pool of ${environmentId}: ${entry && toJsonString(admin.EnvironmentPoolSchema, entry)}`,
+      ).toBe(true);
       return entry;
     },
     { timeout: timeoutMs, interval: 50 },
@@ -135,6 +138,7 @@ export function handler() { return loadedAt; }`);
     const run = await execute(id, null, 512);
     expect(run.status).toBe(ExecutionStatus.SUCCEEDED);
     expect(run.warm).toBe(false);
+    expect(run.coldStartReason).toBe(ColdStartReason.LIMITS);
     expect(run.limits?.memoryMb).toBe(512);
     await tee.client.environments.deleteEnvironment({ id });
   });

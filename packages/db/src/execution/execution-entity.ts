@@ -11,6 +11,9 @@ export type ExecutionStatusName =
   | 'PROCESS_LIMIT'
   | 'SANDBOX_ERROR';
 
+/** Why an execution started a sandbox of its own (proto ColdStartReason without its prefix). */
+export type ColdStartReasonName = 'NO_POOL' | 'LIMITS' | 'EVICTED' | 'POOL_EMPTY';
+
 export interface ExecutionErrorRecord {
   name: string;
   message: string;
@@ -63,6 +66,10 @@ export const ExecutionEntitySchema = defineEntity({
     durationMs: p.integer().strictNullable(),
     limits: p.json<ExecutionLimitsRecord>(),
     warm: p.boolean().default(false),
+    // Null when a warm sandbox ran it.
+    coldStartReason: p
+      .enum(['NO_POOL', 'LIMITS', 'EVICTED', 'POOL_EMPTY'] as const)
+      .strictNullable(),
     /** The service instance that ran it. */
     instanceId: p.text(),
     createdAt: p.datetime(),

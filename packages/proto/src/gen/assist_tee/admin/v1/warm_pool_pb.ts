@@ -7,13 +7,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file assist_tee/admin/v1/warm_pool.proto.
  */
 export const file_assist_tee_admin_v1_warm_pool: GenFile = /*@__PURE__*/
-  fileDesc("CiNhc3Npc3RfdGVlL2FkbWluL3YxL3dhcm1fcG9vbC5wcm90bxITYXNzaXN0X3RlZS5hZG1pbi52MSIWChRHZXRQb29sU3RhdHVzUmVxdWVzdCKJAQoVR2V0UG9vbFN0YXR1c1Jlc3BvbnNlEjoKDGVudmlyb25tZW50cxgBIAMoCzIkLmFzc2lzdF90ZWUuYWRtaW4udjEuRW52aXJvbm1lbnRQb29sEhoKEnJlc2VydmVkX21lbW9yeV9tYhgCIAEoDRIYChBtZW1vcnlfYnVkZ2V0X21iGAMgASgNIkoKD0Vudmlyb25tZW50UG9vbBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRINCgVyZWFkeRgCIAEoDRIQCghzdGFydGluZxgDIAEoDTJ+Cg9XYXJtUG9vbFNlcnZpY2USawoNR2V0UG9vbFN0YXR1cxIpLmFzc2lzdF90ZWUuYWRtaW4udjEuR2V0UG9vbFN0YXR1c1JlcXVlc3QaKi5hc3Npc3RfdGVlLmFkbWluLnYxLkdldFBvb2xTdGF0dXNSZXNwb25zZSIDkAIBYgZwcm90bzM");
+  fileDesc("CiNhc3Npc3RfdGVlL2FkbWluL3YxL3dhcm1fcG9vbC5wcm90bxITYXNzaXN0X3RlZS5hZG1pbi52MSIWChRHZXRQb29sU3RhdHVzUmVxdWVzdCLbAQoVR2V0UG9vbFN0YXR1c1Jlc3BvbnNlEjoKDGVudmlyb25tZW50cxgBIAMoCzIkLmFzc2lzdF90ZWUuYWRtaW4udjEuRW52aXJvbm1lbnRQb29sEhoKEnJlc2VydmVkX21lbW9yeV9tYhgCIAEoDRIYChBtZW1vcnlfYnVkZ2V0X21iGAMgASgNEg0KBXJlYWR5GAQgASgNEhAKCHN0YXJ0aW5nGAUgASgNEgwKBGhpdHMYBiABKAQSDgoGbWlzc2VzGAcgASgEEhEKCWV2aWN0aW9ucxgIIAEoBCLeAQoPRW52aXJvbm1lbnRQb29sEhYKDmVudmlyb25tZW50X2lkGAEgASgJEg0KBXJlYWR5GAIgASgNEhAKCHN0YXJ0aW5nGAMgASgNEhEKCXRlbmFudF9pZBgEIAEoCRIMCgRoaXRzGAUgASgEEg4KBm1pc3NlcxgGIAEoBBIRCglldmljdGlvbnMYByABKAQSGgoScmVzZXJ2ZWRfbWVtb3J5X21iGAggASgNEjIKDmxhc3RfdXNlZF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDJ+Cg9XYXJtUG9vbFNlcnZpY2USawoNR2V0UG9vbFN0YXR1cxIpLmFzc2lzdF90ZWUuYWRtaW4udjEuR2V0UG9vbFN0YXR1c1JlcXVlc3QaKi5hc3Npc3RfdGVlLmFkbWluLnYxLkdldFBvb2xTdGF0dXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.admin.v1.GetPoolStatusRequest
@@ -33,7 +35,8 @@ export const GetPoolStatusRequestSchema: GenMessage<GetPoolStatusRequest> = /*@_
  */
 export type GetPoolStatusResponse = Message<"assist_tee.admin.v1.GetPoolStatusResponse"> & {
   /**
-   * Environments with warm sandboxes ready or starting (or executed recently).
+   * Environments the pool keeps track of: with warm sandboxes ready or starting, or executed
+   * within TEE_POOL_IDLE_MS. Most recently executed first.
    *
    * @generated from field: repeated assist_tee.admin.v1.EnvironmentPool environments = 1;
    */
@@ -50,6 +53,34 @@ export type GetPoolStatusResponse = Message<"assist_tee.admin.v1.GetPoolStatusRe
    * @generated from field: uint32 memory_budget_mb = 3;
    */
   memoryBudgetMb: number;
+
+  /**
+   * The environments' figures added up; the counters over every environment since the
+   * instance started, also those the pool no longer tracks.
+   *
+   * @generated from field: uint32 ready = 4;
+   */
+  ready: number;
+
+  /**
+   * @generated from field: uint32 starting = 5;
+   */
+  starting: number;
+
+  /**
+   * @generated from field: uint64 hits = 6;
+   */
+  hits: bigint;
+
+  /**
+   * @generated from field: uint64 misses = 7;
+   */
+  misses: bigint;
+
+  /**
+   * @generated from field: uint64 evictions = 8;
+   */
+  evictions: bigint;
 };
 
 /**
@@ -81,6 +112,48 @@ export type EnvironmentPool = Message<"assist_tee.admin.v1.EnvironmentPool"> & {
    * @generated from field: uint32 starting = 3;
    */
   starting: number;
+
+  /**
+   * The tenant that owns the environment.
+   *
+   * @generated from field: string tenant_id = 4;
+   */
+  tenantId: string;
+
+  /**
+   * Executions with the default limits that took a warm sandbox (hits) or had to start their
+   * own (misses), since the pool began tracking the environment.
+   *
+   * @generated from field: uint64 hits = 5;
+   */
+  hits: bigint;
+
+  /**
+   * @generated from field: uint64 misses = 6;
+   */
+  misses: bigint;
+
+  /**
+   * Unused warm sandboxes removed to make room: for environments in more demand, another
+   * tenant's fair share, or running work's memory. Idle expiry and deletion are not counted.
+   *
+   * @generated from field: uint64 evictions = 7;
+   */
+  evictions: bigint;
+
+  /**
+   * Memory limits of its ready and starting sandboxes together.
+   *
+   * @generated from field: uint32 reserved_memory_mb = 8;
+   */
+  reservedMemoryMb: number;
+
+  /**
+   * When it was last executed (or created, if never executed).
+   *
+   * @generated from field: google.protobuf.Timestamp last_used_time = 9;
+   */
+  lastUsedTime?: Timestamp | undefined;
 };
 
 /**
