@@ -11,6 +11,8 @@ export interface EnvironmentDemand {
   wanted: number;
   /** Executed (or created) within the demand window: in use now, not merely remembered. */
   active: boolean;
+  /** Its recent execution rate. */
+  callsPerSecond: number;
   /** When it was last executed or created (epoch ms). */
   lastUseAt: number;
 }
@@ -54,12 +56,14 @@ const slotClass = ({ demand, k }: Slot): number => (k > demand.wanted ? 2 : dema
 
 /**
  * Which slot is kept first: an environment in use before an idle one, each environment's
- * first sandbox before any environment's second, then the most recently used environment.
+ * first sandbox before any environment's second, then the busiest, then the most recently used
+ * environment.
  */
 function compareSlots(a: Slot, b: Slot): number {
   return (
     slotClass(a) - slotClass(b) ||
     a.k - b.k ||
+    b.demand.callsPerSecond - a.demand.callsPerSecond ||
     b.demand.lastUseAt - a.demand.lastUseAt ||
     a.demand.environmentId.localeCompare(b.demand.environmentId)
   );
@@ -127,14 +131,16 @@ export function evictionOrder(
  * What the budget asks of the pool now: the sandboxes to start (best slot first, one
  * environment id per sandbox) and the ready ones to remove to make room for them. Nothing is
  * removed while the budget has room for every start, so an idle environment keeps its
- * sandboxes until another environment needs the space; starts that find no room even so
- * (the holders' sandboxes are still starting) wait for a later plan.
+ * sandboxes until another environment needs the space. Starts wait for the room of evicted
+ * sandboxes until they are gone, so the pool's sandboxes never exceed the budget.
  */
 export function planPool(
   demands: readonly EnvironmentDemand[],
   held: SlotCounts,
   ready: SlotCounts,
   budget: number,
+  /** Sandboxes evicted but not yet gone: their room is not free yet. */
+  leaving = 0,
 ): { start: string[]; evict: string[] } {
   const granted = allot(demands, budget);
   const start = demands
@@ -146,8 +152,9 @@ export function planPool(
     .map((slot) => slot.demand.environmentId);
   let holding = 0;
   for (const count of held.values()) holding += count;
-  const free = Math.max(0, budget - holding);
+  const free = Math.max(0, budget - holding - leaving);
   const evict = evictionOrder(demands, held, ready, granted, start.length - free);
-  // A start that would need a sandbox still starting waits for the next plan.
+  // A start that finds no room yet (sandboxes still starting, or evicted ones still being
+  // removed) waits for a later plan.
   return { start: start.slice(0, free + evict.length), evict };
 }

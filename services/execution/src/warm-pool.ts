@@ -103,6 +103,8 @@ export class WarmPool {
   /** Each warm sandbox's memory, promoted to running when an execution takes it. */
   private readonly memoryOf = new WeakMap<HandlerSandbox, MemoryReservation>();
   private readonly counters: PoolCounters = { hits: 0, misses: 0, evictions: 0 };
+  /** Evicted sandboxes still being removed: they hold their memory until they are gone. */
+  private leaving = 0;
   private startEstimateMs = FIRST_START_ESTIMATE_MS;
   private closed = false;
   private planQueued = false;
@@ -204,9 +206,12 @@ export class WarmPool {
     return { ...this.counters };
   }
 
-  /** Memory limits of the sandboxes the pool holds or is starting for itself. */
+  /**
+   * Memory limits of the sandboxes the pool holds, is starting for itself, or has evicted and
+   * is still removing.
+   */
   reservedMb(): number {
-    let count = 0;
+    let count = this.leaving;
     for (const pool of this.pools.values()) count += this.held(pool);
     return count * this.options.sandboxMemoryMb;
   }
@@ -252,6 +257,7 @@ export class WarmPool {
       held,
       ready,
       Math.floor(memoryBudgetMb / size),
+      this.leaving,
     );
     for (const id of evict) void this.evict(this.pools.get(id)!);
     for (const id of start) {
@@ -267,17 +273,23 @@ export class WarmPool {
     const { maxPerEnvironment, idleMs } = this.options.settings;
     return [...this.pools.values()].map((pool) => {
       const idleFor = now - pool.lastUseAt;
+      const active = idleFor <= DEMAND_WINDOW_MS;
+      // n calls in the window are n - 1 intervals: one call alone says nothing of a rate.
       const recent = pool.takes.filter((at) => at >= now - DEMAND_WINDOW_MS).length;
-      const perSecond = recent / (DEMAND_WINDOW_MS / 1000);
+      const callsPerSecond = Math.max(0, recent - 1) / (DEMAND_WINDOW_MS / 1000);
+      const held = this.held(pool);
       let wanted =
-        idleFor > idleMs ? 0 : warmTarget(perSecond, this.startEstimateMs, maxPerEnvironment);
+        idleFor > idleMs ? 0 : warmTarget(callsPerSecond, this.startEstimateMs, maxPerEnvironment);
+      // While in use it keeps what it holds: a rate that dips between calls frees nothing.
+      if (active) wanted = Math.max(wanted, Math.min(held, maxPerEnvironment));
       // Starts that keep failing wait (retryAt): until then it keeps what it has, no more.
-      if (now < pool.retryAt) wanted = Math.min(wanted, this.held(pool));
+      if (now < pool.retryAt) wanted = Math.min(wanted, held);
       return {
         environmentId: pool.environment.id,
         tenantId: pool.environment.tenantId,
         wanted,
-        active: idleFor <= DEMAND_WINDOW_MS,
+        active,
+        callsPerSecond,
         lastUseAt: pool.lastUseAt,
       };
     });
@@ -308,7 +320,8 @@ export class WarmPool {
       { environmentId: pool.environment.id, containerId: sandbox.id.slice(0, 12) },
       'warm sandbox evicted',
     );
-    return this.remove(sandbox);
+    this.leaving += 1;
+    return this.remove(sandbox).finally(() => (this.leaving -= 1));
   }
 
   /** The sandbox leaves the pool for an execution, its memory now counted as running. */

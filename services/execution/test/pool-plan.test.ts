@@ -16,6 +16,7 @@ const demand = (
   tenantId: 't1',
   wanted: 1,
   active: true,
+  callsPerSecond: 0,
   lastUseAt: 1_000_000 - (fields.ago ?? 0),
   ...fields,
 });
@@ -59,6 +60,14 @@ describe('allot', () => {
     );
     // busy's second sandbox comes before any idle environment's first.
     expect(granted).toEqual(counts({ busy: 2, 'idle-recent': 1 }));
+  });
+
+  it('serves the busiest environment in use before a more recently used one', () => {
+    const granted = allot(
+      [demand('once', { callsPerSecond: 0 }), demand('hot', { callsPerSecond: 0.4, ago: 2_000 })],
+      1,
+    );
+    expect(granted).toEqual(counts({ hot: 1 }));
   });
 
   it('gives each tenant its fair share before another gets more', () => {
@@ -116,6 +125,17 @@ describe('planPool', () => {
       3,
     );
     expect(plan).toEqual({ start: ['new'], evict: ['older'] });
+  });
+
+  it('waits for evicted sandboxes to be gone before it starts in their room', () => {
+    const demands = [demand('new'), demand('kept', { active: false, ago: 60_000 })];
+    // The first plan evicted one sandbox; it is still being removed.
+    const plan = planPool(demands, counts({ kept: 1 }), counts({ kept: 1 }), 2, 1);
+    expect(plan).toEqual({ start: [], evict: [] });
+    expect(planPool(demands, counts({ kept: 1 }), counts({ kept: 1 }), 2, 0)).toEqual({
+      start: ['new'],
+      evict: [],
+    });
   });
 
   it('never evicts a sandbox still starting: it is about to be used', () => {

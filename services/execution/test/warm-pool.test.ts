@@ -183,10 +183,12 @@ describe('WarmPool', () => {
     // The other tenant's environment was used longest ago: by recency alone it would go first.
     await readyFor(pool, launched, environmentOf(1, 'tenant-b'));
     await readyFor(pool, launched, environmentOf(2, 'tenant-a'));
+    await new Promise((resolve) => setTimeout(resolve, 5));
     pool.prewarm(environmentOf(3, 'tenant-a'));
-    await until(() => launched.length === 3 || launched.some((sandbox) => sandbox.removed));
-    const last = launched.at(-1)!;
-    last.sayReady(true);
+    // tenant-a's older sandbox makes room, and only once it is gone does the new one start.
+    await until(() => launched.length === 3);
+    expect(launched[1]!.removed).toBe(true);
+    launched[2]!.sayReady(true);
     await until(() => readyCounts(pool)[3] === 1);
     // tenant-a holds one of the two slots (its share); tenant-b keeps its sandbox.
     expect(readyCounts(pool)).toEqual({ 1: 1, 2: 0, 3: 1 });
