@@ -1,5 +1,7 @@
-// npm run bench: the figures of issue 5, measured in one run against the naive baseline
-// (`docker run --rm -i --runtime=runsc` of the same image and handler, event on stdin).
+// npm run bench: the figures of the README's Performance section, measured in one run against
+// the naive baseline (`docker run --rm -i --runtime=runsc` of the same image and handler, event
+// on stdin): one environment warm and cold, what a fresh sandbox costs (bench/fresh-cost.mjs),
+// and a fleet of environments and tenants (bench/fleet.mjs).
 // Starts its own standalone process (pool on, then pool off for cold runs) on a free port, or
 // measures TEE_BENCH_URL (then without the cold figures, which need the pool off; it needs
 // TEE_BENCH_API_KEY, a tenant's key, and TEE_SERVICE_KEY for the pool status).
@@ -7,12 +9,21 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
-import { denoRuntime } from '@assist-tee/runtime-deno';
-import { environmentVolumeName, SANDBOX_ID } from '@assist-tee/sandbox';
+import {
+  call as callWithKey,
+  createEnvironment as createEnvironmentWithKey,
+  execute as executeWithKey,
+  naiveRun,
+  quantile,
+  root,
+  round,
+  sleep,
+  startStack as startStackWithEnv,
+  throughput,
+} from './lib.mjs';
+import { fleetNotes, fleetRows, runFleet } from './fleet.mjs';
+import { formatFreshCost, measureFreshCost } from './fresh-cost.mjs';
 
-const root = new URL('..', import.meta.url).pathname;
 const WARM_CALLS = Number(process.env.TEE_BENCH_WARM_CALLS ?? 200);
 const SERVICE_KEY =
   process.env.TEE_SERVICE_KEY ?? `tee_service_bench_${randomBytes(12).toString('hex')}`;
@@ -22,102 +33,12 @@ const SETTLE_MS = 500;
 const COLD_CALLS = 20;
 const CREATE_CALLS = 20;
 const THROUGHPUT_CALLS = { 1: 20, 4: 40, 16: 64 };
-// The README's example: main.ts imports ./utils.ts and returns the sum.
-const MODULES = {
-  'main.ts':
-    'import { add } from "./utils.ts";\n\nexport function handler(event: { data: { a: number; b: number } }) {\n  console.log("adding", event.data.a, event.data.b);\n  return { sum: add(event.data.a, event.data.b) };\n}\n',
-  'utils.ts': 'export const add = (a: number, b: number): number => a + b;\n',
-};
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const quantile = (values, q) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-};
-const round = (value) => Math.round(value * 10) / 10;
-
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** The standalone process on a free port; resolves once it serves. */
-async function startStack(env) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [`${root}services/standalone/dist/main.js`], {
-    env: {
-      ...process.env,
-      TEE_PORT: String(port),
-      TEE_EGRESS_PROXY_PORT: '0',
-      TEE_INSTANCE_ID: `bench-${randomBytes(3).toString('hex')}`,
-      TEE_SERVICE_KEY: SERVICE_KEY,
-      TEE_LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  createInterface({ input: child.stdout }).on('line', () => {});
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`the stack exited with ${child.exitCode}`);
-    if (
-      await fetch(`${url}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    if (i > 600) throw new Error('the stack did not start');
-    await sleep(100);
-  }
-  return {
-    url,
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    },
-  };
-}
-
-/**
- * One Connect JSON call over HTTP, the way any client in any language makes it. `method` is its
- * full name, e.g. `assist_tee.v1.ExecutionService/Execute`.
- */
-async function call(url, method, body, key = apiKey) {
-  const response = await fetch(`${url}/${method}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify(body),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method}: ${JSON.stringify(json)}`);
-  return json;
-}
-
-const createEnvironment = async (url) =>
-  (
-    await call(url, 'assist_tee.v1.EnvironmentService/CreateEnvironment', {
-      runtime: 'RUNTIME_DENO',
-      mainModule: 'main.ts',
-      modules: MODULES,
-    })
-  ).environment.id;
-
-async function execute(url, environmentId, i = 0) {
-  const started = performance.now();
-  const { execution } = await call(url, 'assist_tee.v1.ExecutionService/Execute', {
-    environmentId,
-    data: { a: 2, b: i },
-  });
-  const ms = performance.now() - started;
-  if (execution.status !== 'EXECUTION_STATUS_SUCCEEDED' || execution.result.sum !== 2 + i) {
-    throw new Error(`unexpected execution: ${JSON.stringify(execution)}`);
-  }
-  return { ms, warm: execution.warm === true };
-}
+/** Says which scenario the bench is on: a whole run takes about a quarter of an hour. */
+const step = (name) => console.log(`bench: ${name}`);
+const startStack = (env) => startStackWithEnv({ TEE_SERVICE_KEY: SERVICE_KEY, ...env });
+const call = (url, method, body, key = apiKey) => callWithKey(url, method, body, key);
+const createEnvironment = (url) => createEnvironmentWithKey(url, apiKey);
+const execute = (url, environmentId, i) => executeWithKey(url, apiKey, environmentId, i);
 
 /**
  * Until a warm sandbox is ready and none is starting, then SETTLE_MS more for the last used
@@ -149,60 +70,6 @@ function latencies(runs) {
     p90: round(quantile(ms, 0.9)),
     p99: round(quantile(ms, 0.99)),
   };
-}
-
-/** The naive baseline: one `docker run --rm -i --runtime=runsc` per event. */
-function naiveRun(environmentId, i = 0) {
-  const command = denoRuntime.command({ mainModule: 'main.ts', allowNet: [], dependencies: false });
-  const args = [
-    'run',
-    '--rm',
-    '-i',
-    '--runtime=runsc',
-    '--network=none',
-    '--read-only',
-    '--memory=256m',
-    `--user=${SANDBOX_ID}:${SANDBOX_ID}`,
-    '-v',
-    `${environmentVolumeName(environmentId)}:${denoRuntime.codeDir}:ro`,
-    ...denoRuntime
-      .env({ mainModule: 'main.ts', allowNet: [], dependencies: false })
-      .flatMap((e) => ['-e', e]),
-    denoRuntime.image,
-    ...command,
-  ];
-  const nonce = randomBytes(16).toString('hex');
-  const event = {
-    data: { a: 2, b: i },
-    env: {},
-    context: { executionId: 'naive', environmentId, timeoutMs: 10000 },
-  };
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('docker', args, { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += chunk));
-    child.stdin.end(`${nonce}\n${JSON.stringify(event)}\n`);
-    child.on('exit', (code) => {
-      const ms = performance.now() - started;
-      const result = out.split('\n').find((line) => line.startsWith(`${nonce} {"type":"result"`));
-      if (code !== 0 || !result || JSON.parse(result.slice(33)).value.sum !== 2 + i) {
-        reject(new Error(`naive run failed (exit ${code}): ${out}`));
-      } else resolve({ ms });
-    });
-  });
-}
-
-/** Executions per second with `concurrency` callers, `total` calls in all. */
-async function throughput(run, concurrency, total) {
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total) await run(next++);
-    }),
-  );
-  return round((total * 1000) / (performance.now() - started));
 }
 
 /** PSS and RSS (MiB) of every host process of a container (runsc sandbox, gofer, shim). */
@@ -255,6 +122,7 @@ let stack = external ? { url: external, stop: async () => {} } : await startStac
 const environmentId = await createEnvironment(stack.url);
 await naiveRun(environmentId); // the image is in the page cache, as it is for the service
 
+step('naive docker run baseline');
 const naive = [];
 for (let i = 0; i < COLD_CALLS; i++) naive.push((await naiveRun(environmentId, i)).ms);
 results.naive = { p50: round(quantile(naive, 0.5)), p90: round(quantile(naive, 0.9)) };
@@ -262,12 +130,14 @@ results.naive = { p50: round(quantile(naive, 0.5)), p90: round(quantile(naive, 0
 // Warm: each call finds a ready sandbox on a quiet machine (an agent's calls, with its thinking
 // in between). Tight loop: each call right after the previous answer, so it competes with the
 // start of its replacement and the removal of the sandbox before it.
+step('warm Execute');
 const warm = [];
 for (let i = 0; i < WARM_CALLS; i++) {
   await waitForSettledPool(stack.url, environmentId);
   warm.push(await execute(stack.url, environmentId, i));
 }
 results.warmExecute = latencies(warm);
+step('warm Execute, tight loop');
 const tight = [];
 for (let i = 0; i < TIGHT_LOOP_CALLS; i++) tight.push(await execute(stack.url, environmentId, i));
 results.warmExecuteTightLoop = latencies(tight);
@@ -275,15 +145,17 @@ await waitForSettledPool(stack.url, environmentId);
 await sleep(2000);
 results.idleWarmSandbox = containerMemory(await warmContainerId(environmentId));
 
+step('CreateEnvironment');
 const creates = [];
 for (let i = 0; i < CREATE_CALLS; i++) {
   const started = performance.now();
   const id = await createEnvironment(stack.url);
   creates.push(performance.now() - started);
-  await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id });
+  await call(stack.url, 'assist_tee.v1.EnvironmentService/DeleteEnvironment', { id });
 }
 results.createEnvironment = { p50: round(quantile(creates, 0.5)) };
 
+step('throughput against the baseline');
 results.throughput = {};
 for (const [concurrency, total] of Object.entries(THROUGHPUT_CALLS)) {
   const service = await throughput(
@@ -294,17 +166,25 @@ for (const [concurrency, total] of Object.entries(THROUGHPUT_CALLS)) {
   const baseline = await throughput((i) => naiveRun(environmentId, i), Number(concurrency), total);
   results.throughput[concurrency] = { service, naive: baseline, ratio: round(service / baseline) };
 }
-await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id: environmentId });
+await call(stack.url, 'assist_tee.v1.EnvironmentService/DeleteEnvironment', { id: environmentId });
 await stack.stop();
 
 if (!external) {
+  step('cold Execute and the cost of a fresh sandbox (pool off)');
   stack = await startStack({ TEE_POOL_MAX_PER_ENVIRONMENT: '0' });
   const coldEnvironment = await createEnvironment(stack.url);
   const cold = [];
   for (let i = 0; i < COLD_CALLS; i++) cold.push((await execute(stack.url, coldEnvironment, i)).ms);
   results.coldExecute = { p50: round(quantile(cold, 0.5)), p90: round(quantile(cold, 0.9)) };
-  await call(stack.url, 'EnvironmentService/DeleteEnvironment', { id: coldEnvironment });
+  await call(stack.url, 'assist_tee.v1.EnvironmentService/DeleteEnvironment', {
+    id: coldEnvironment,
+  });
+  // What a fresh sandbox costs per runtime, and where it goes (against the naive baseline).
+  results.freshCost = await measureFreshCost({ url: stack.url, apiKey, servicePid: stack.pid });
   await stack.stop();
+  // Last, on stacks of its own: its load does not disturb the figures above.
+  step('fleet');
+  results.fleet = await runFleet();
 }
 
 const ratio = (a, b) => (a === undefined ? '—' : `${Number((a / b).toPrecision(2))}×`);
@@ -341,6 +221,7 @@ const rows = [
     `${results.idleWarmSandbox.rssMiB} MiB RSS`,
     '',
   ],
+  ...(results.fleet ? fleetRows(results.fleet) : []),
 ];
 console.log(`\n${'figure'.padEnd(32)}${'median'.padEnd(16)}${'spread'.padEnd(28)}vs baseline`);
 for (const row of rows)
@@ -351,5 +232,7 @@ for (const [name, figures] of [
 ]) {
   console.log(`(${name} calls that got a warm sandbox: ${figures.warm}/${figures.calls})`);
 }
+for (const line of results.fleet ? fleetNotes(results.fleet) : []) console.log(line);
+if (results.freshCost) console.log(`\n${formatFreshCost(results.freshCost)}`);
 writeFileSync(`${root}bench/results/latest.json`, `${JSON.stringify(results, null, 2)}\n`);
 console.log('\nwritten to bench/results/latest.json');

@@ -462,7 +462,8 @@ export class SandboxDriver {
   async start(spec: SandboxSpec): Promise<Sandbox> {
     if (this.requireGvisor) await this.assertGvisor();
     const { limits, volume } = spec;
-    if (volume !== undefined) await this.requireVolume(volume.name);
+    // No volume check before the create: the one after it (a volume Docker made in place of a
+    // missing one is marked) covers a volume missing all along too, one engine call fewer.
     const network = spec.network;
     const runtime = network === undefined ? this.runtime : this.networkRuntime;
     const networkMode = network ?? 'none';
@@ -524,20 +525,25 @@ export class SandboxDriver {
       { containerId: container.id, image: spec.image },
       'sandbox container created',
     );
-    // The environment was deleted while this container was created: the empty volume Docker
-    // made in its place goes with the container, and the start fails as for a missing volume.
-    if (
-      volume !== undefined &&
-      (await this.docker.getVolume(volume.name).inspect()).Labels?.[RECREATED_LABEL] === 'true'
-    ) {
+    // Both checks at once; the container is only started once both passed.
+    const [recreated, inspected] = await Promise.allSettled([
+      volume === undefined ? false : this.isRecreatedVolume(volume.name),
+      container.inspect(),
+    ]);
+    // The environment's volume was missing (deleted before or while this container was
+    // created): the empty volume Docker made in its place goes with the container, and the
+    // start fails as for a missing volume.
+    if (volume !== undefined && (recreated.status === 'rejected' || recreated.value)) {
       await this.removeContainer(container.id);
+      if (recreated.status === 'rejected') throw recreated.reason;
       await this.removeVolume(volume.name).catch(() => undefined);
       throw new VolumeNotFoundError(volume.name);
     }
     let socket: Socket | undefined;
     try {
+      if (inspected.status === 'rejected') throw inspected.reason;
       // No user code runs in a container that is not what was asked for.
-      const problems = sandboxProblems(await container.inspect(), {
+      const problems = sandboxProblems(inspected.value, {
         runtime,
         networkMode,
         user: SANDBOX_USER,
@@ -618,6 +624,12 @@ export class SandboxDriver {
       if (isNotFound(error)) throw new VolumeNotFoundError(name);
       throw error;
     }
+  }
+
+  /** Whether the volume is one Docker made in place of a missing one (see volumeMount). */
+  private async isRecreatedVolume(name: string): Promise<boolean> {
+    const { Labels } = await this.docker.getVolume(name).inspect();
+    return Labels?.[RECREATED_LABEL] === 'true';
   }
 
   /** Force-removes a container by id; a missing one is fine. */

@@ -20,7 +20,11 @@ export interface Sandbox {
   readonly exited: Promise<SandboxExit>;
   /** SIGKILL; idempotent, never throws for an already-stopped or removed container. */
   kill(): Promise<void>;
-  /** Kills, waits for the exit to be recorded, then force-removes; idempotent. */
+  /**
+   * Force-removes (the engine kills it first); idempotent. Whoever needs `exited` awaits it
+   * before: once removal was asked for, the exit is no longer looked into (no inspect, no OOM
+   * events), only reported.
+   */
   remove(): Promise<void>;
 }
 
@@ -28,8 +32,6 @@ export interface Sandbox {
 const KILLED_EXIT_CODE = 137;
 /** runsc's own exit code when the kernel's OOM killer picks one of its processes, not the handler's. */
 const RUNSC_KILLED_EXIT_CODE = 2;
-/** How long remove() lets `exited` settle (so oomKilled is read) before removing anyway. */
-const EXIT_SETTLE_MS = 5_000;
 /** How long after an unexplained SIGKILL the engine's OOM event may still arrive. */
 const OOM_EVENT_GRACE_MS = 500;
 
@@ -122,6 +124,10 @@ export class SandboxHandle implements Sandbox {
       // Removed before or while we waited: the inspect below says what can still be known.
       this.logger.debug({ err: error }, 'wait failed');
     }
+    // Removed on purpose: nobody reads this exit any more, so it costs no engine call.
+    if (this.removal !== undefined) {
+      return { exitCode: waited?.StatusCode ?? KILLED_EXIT_CODE, oomKilled: false };
+    }
     let exit: SandboxExit;
     try {
       const info = await this.container.inspect();
@@ -196,27 +202,31 @@ export class SandboxHandle implements Sandbox {
   }
 
   private async removeOnce(): Promise<void> {
-    await this.kill().catch((error: unknown) => {
-      this.logger.debug({ err: error }, 'kill before remove failed');
-    });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.exited,
-      new Promise((resolve) => (timer = setTimeout(resolve, EXIT_SETTLE_MS))),
-    ]);
-    clearTimeout(timer);
+    // A forced removal is the engine's kill, wait and delete in one call.
+    this.killRequested = true;
     try {
-      await this.container.remove({ force: true, v: false });
-      this.logger.debug('container removed');
-    } catch (error) {
-      const status = dockerStatus(error);
-      if (status === 409) {
-        // Someone else's removal is in progress: wait until it is done.
-        await this.container.wait({ condition: 'removed' }).catch((waitError: unknown) => {
-          if (!isNotFound(waitError)) throw waitError;
-        });
-      } else if (status !== 404) {
-        throw error;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.container.remove({ force: true, v: false });
+          this.logger.debug('container removed');
+          return;
+        } catch (error) {
+          const status = dockerStatus(error);
+          if (status === 404) return;
+          if (status === 409) {
+            // Someone else's removal is in progress: wait until it is done.
+            await this.container.wait({ condition: 'removed' }).catch((waitError: unknown) => {
+              if (!isNotFound(waitError)) throw waitError;
+            });
+            return;
+          }
+          // It exited while the engine was killing it ("is not running"): it has stopped, so
+          // removing it again succeeds.
+          if (attempt === 1 && status === 500 && String(error).includes('is not running')) {
+            continue;
+          }
+          throw error;
+        }
       }
     } finally {
       this.stdin.destroy();

@@ -190,7 +190,8 @@ describe('SandboxDriver against the engine', () => {
     await expect(
       driver.start({
         image: tag,
-        cmd: [],
+        // Never started: the volume check after the create fails first.
+        cmd: ['/never-started'],
         env: [],
         volume: { name, target: '/code', readOnly: true },
         limits: { memoryBytes: 64 << 20, nanoCpus: 1e9, pidsLimit: 64, tmpfsBytes: 1 << 20 },
@@ -200,8 +201,8 @@ describe('SandboxDriver against the engine', () => {
     expect(await driver.listVolumes({ instanceId: labels.instanceId })).toEqual([]);
   });
 
-  // Deleting an environment while a sandbox of it is created can remove the volume between the
-  // driver's check and the create; Docker then makes an empty one, marked as such.
+  // Deleting an environment while a sandbox of it is created can remove the volume before the
+  // create; Docker then makes an empty one, marked as such.
   test('a volume Docker made in place of a vanished one is removed with the container', async () => {
     const name = `tee-test-recreated-${suffix}`;
     await docker.createVolume({
