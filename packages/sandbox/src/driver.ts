@@ -5,6 +5,7 @@ import type Docker from 'dockerode';
 import { extract, pack } from 'tar-stream';
 import type { Logger } from '@assist-tee/logger';
 import { dockerMessage, dockerStatus, isNotFound } from './errors.js';
+import { forceRemove } from './force-remove.js';
 import { type EngineRuntime, runtimeProblems, sandboxProblems } from './verify.js';
 import { buildTar, SANDBOX_ID, validateFilePath, type SandboxFile } from './files.js';
 import { type ArchiveLimits, repackArchive } from './archive.js';
@@ -632,21 +633,10 @@ export class SandboxDriver {
     return Labels?.[RECREATED_LABEL] === 'true';
   }
 
-  /** Force-removes a container by id; a missing one is fine. */
+  /** Force-removes a container by id; a missing one, or one already being removed, is fine. */
   async removeContainer(id: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.docker.getContainer(id).remove({ force: true });
-        this.logger.debug({ containerId: id }, 'container removed');
-        return;
-      } catch (error) {
-        const status = dockerStatus(error);
-        if (status === 404 || status === 409) return;
-        // The container exited while the engine was killing it ("Could not kill running
-        // container …, is not running"): it has stopped, so removing it again succeeds.
-        if (attempt === 1 && status === 500 && String(error).includes('is not running')) continue;
-        throw error;
-      }
+    if ((await forceRemove(this.docker.getContainer(id))) === 'removed') {
+      this.logger.debug({ containerId: id }, 'container removed');
     }
   }
 }

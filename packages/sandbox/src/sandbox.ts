@@ -3,6 +3,7 @@ import { PassThrough, Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Logger } from '@assist-tee/logger';
 import { dockerStatus, isNotFound } from './errors.js';
+import { forceRemove } from './force-remove.js';
 
 export interface SandboxExit {
   exitCode: number;
@@ -205,29 +206,13 @@ export class SandboxHandle implements Sandbox {
     // A forced removal is the engine's kill, wait and delete in one call.
     this.killRequested = true;
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.container.remove({ force: true, v: false });
-          this.logger.debug('container removed');
-          return;
-        } catch (error) {
-          const status = dockerStatus(error);
-          if (status === 404) return;
-          if (status === 409) {
-            // Someone else's removal is in progress: wait until it is done.
-            await this.container.wait({ condition: 'removed' }).catch((waitError: unknown) => {
-              if (!isNotFound(waitError)) throw waitError;
-            });
-            return;
-          }
-          // It exited while the engine was killing it ("is not running"): it has stopped, so
-          // removing it again succeeds.
-          if (attempt === 1 && status === 500 && String(error).includes('is not running')) {
-            continue;
-          }
-          throw error;
-        }
+      if ((await forceRemove(this.container)) === 'busy') {
+        // Someone else's removal is in progress: wait until it is done.
+        await this.container.wait({ condition: 'removed' }).catch((waitError: unknown) => {
+          if (!isNotFound(waitError)) throw waitError;
+        });
       }
+      this.logger.debug('container removed');
     } finally {
       this.stdin.destroy();
       this.socket.destroy();

@@ -30,7 +30,6 @@ import type { RunOutcome } from './handler-sandbox.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox, runtimeOf } from './launch.js';
 import type { LogLine } from './runner-protocol.js';
-import type { Take } from './warm-pool.js';
 
 /** How long an outcome waits for the database to come back before the call gives up. */
 const RECORD_RETRY_MS = 30_000;
@@ -109,9 +108,7 @@ async function executeNow(
   if (sandbox === undefined) {
     // A cold start (or a sandbox still starting) only for an environment known to be READY.
     await lookup;
-    const take: Take = fitsPool
-      ? await deps.pool.take(environment)
-      : { coldStartReason: deps.config.pool.maxPerEnvironment > 0 ? 'LIMITS' : 'NO_POOL' };
+    const take = await deps.pool.take(environment, { defaultLimits: fitsPool });
     sandbox = take.sandbox;
     coldStartReason = take.coldStartReason ?? null;
   }

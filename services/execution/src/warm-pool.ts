@@ -144,10 +144,15 @@ export class WarmPool {
   /**
    * A ready sandbox of the environment that nothing has used, or why there is none (the
    * caller starts a cold one). A sandbox still starting is taken and waited for: it is ready
-   * sooner than a new one would be.
+   * sooner than a new one would be. Warm sandboxes have the default limits: a call with
+   * others (`defaultLimits` false) gets none, and is not counted as a miss.
    */
-  async take(environment: Environment): Promise<Take> {
+  async take(
+    environment: Environment,
+    { defaultLimits }: { defaultLimits: boolean },
+  ): Promise<Take> {
     if (!this.enabled) return { coldStartReason: 'NO_POOL' };
+    if (!defaultLimits) return { coldStartReason: 'LIMITS' };
     const pool = this.poolOf(environment);
     const ready = this.takeIdle(pool);
     const [start] = pool.starting;

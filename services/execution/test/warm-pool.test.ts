@@ -97,7 +97,7 @@ describe('WarmPool', () => {
     const { pool, launched, close } = poolWith(memory);
     pool.prewarm(environment);
     await until(() => launched.length === 1);
-    const taking = pool.take(environment);
+    const taking = pool.take(environment, { defaultLimits: true });
     // Ready, then gone before the take looks at it (killed, crashed).
     const [sandbox] = launched;
     sandbox!.sayReady(true);
@@ -153,7 +153,9 @@ describe('WarmPool', () => {
     expect(pool.totals()).toEqual({ hits: 0, misses: 0, evictions: 1 });
 
     // Its next execution is cold, and says why.
-    expect(await pool.take(environmentOf(1))).toEqual({ coldStartReason: 'EVICTED' });
+    expect(await pool.take(environmentOf(1), { defaultLimits: true })).toEqual({
+      coldStartReason: 'EVICTED',
+    });
     expect(pool.totals()).toMatchObject({ misses: 1 });
     await close();
   });
@@ -162,10 +164,12 @@ describe('WarmPool', () => {
     const memory = new SandboxMemory(4096);
     const { pool, launched, close } = poolWith(memory);
     await oneReady(pool, launched);
-    const taken = await pool.take(environment);
+    const taken = await pool.take(environment, { defaultLimits: true });
     expect(taken.sandbox).toBeDefined();
     // Taken right after: the replacement has not started yet.
-    expect(await pool.take(environment)).toEqual({ coldStartReason: 'POOL_EMPTY' });
+    expect(await pool.take(environment, { defaultLimits: true })).toEqual({
+      coldStartReason: 'POOL_EMPTY',
+    });
     expect(pool.status()[0]).toMatchObject({ hits: 1, misses: 1, evictions: 0 });
     pool.discard(taken.sandbox!);
     await close();
@@ -173,7 +177,9 @@ describe('WarmPool', () => {
 
   it('says NO_POOL when the pool is off', async () => {
     const { pool, close } = poolWith(new SandboxMemory(4096), { maxPerEnvironment: 0 });
-    expect(await pool.take(environment)).toEqual({ coldStartReason: 'NO_POOL' });
+    expect(await pool.take(environment, { defaultLimits: true })).toEqual({
+      coldStartReason: 'NO_POOL',
+    });
     await close();
   });
 
