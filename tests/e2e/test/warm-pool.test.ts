@@ -232,7 +232,9 @@ describe('the warm pool’s memory budget', () => {
     expect(samples.length).toBeGreaterThan(0);
     for (const sample of samples) {
       expect(sample.pooled).toBeLessThanOrEqual(2);
-      expect(sample.reserved).toBe(sample.pooled * 256);
+      // Evicted sandboxes still being removed count until they are gone.
+      expect(sample.reserved).toBeGreaterThanOrEqual(sample.pooled * 256);
+      expect(sample.reserved).toBeLessThanOrEqual(512);
     }
     // With two environments' sandboxes holding the budget, some execution had to run cold.
     expect(runs.some((run) => !run.warm)).toBe(true);
