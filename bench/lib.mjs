@@ -45,7 +45,7 @@ export async function startStack(env) {
       TEE_PORT: String(port),
       TEE_EGRESS_PROXY_PORT: '0',
       TEE_INSTANCE_ID: `bench-${randomBytes(3).toString('hex')}`,
-      TEE_LOG_LEVEL: 'warn',
+      TEE_LOG_LEVEL: process.env.TEE_LOG_LEVEL ?? 'warn',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

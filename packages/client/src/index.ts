@@ -4,7 +4,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from '@connectrpc/connect-node';
-import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService, SessionService } from '@assist-tee/proto';
 
 import { type RetryOptions, retryInterceptor } from './retry.js';
 
@@ -41,6 +41,8 @@ export interface AssistTeeClientOptions {
 export interface AssistTeeClient {
   environments: Client<typeof EnvironmentService>;
   executions: Client<typeof ExecutionService>;
+  /** Sessions: one sandbox kept for a conversation; Execute with session_id runs in it. */
+  sessions: Client<typeof SessionService>;
   /**
    * The operator API (proto package assist_tee.admin.v1), on the same port: only the services'
    * key (TEE_SERVICE_KEY) may call it; a tenant's key gets PermissionDenied.
@@ -50,6 +52,8 @@ export interface AssistTeeClient {
     pool: Client<typeof admin.WarmPoolService>;
     /** Sweeps now, and the reaper's status. */
     reaper: Client<typeof admin.ReaperService>;
+    /** The sandboxes that sessions hold, and the sessions whose instance is gone. */
+    sessionSandboxes: Client<typeof admin.SessionSandboxService>;
   };
 }
 
@@ -59,9 +63,11 @@ export function createAssistTeeClient(options: AssistTeeClientOptions): AssistTe
   return {
     environments: createClient(EnvironmentService, transport),
     executions: createClient(ExecutionService, transport),
+    sessions: createClient(SessionService, transport),
     admin: {
       pool: createClient(admin.WarmPoolService, transport),
       reaper: createClient(admin.ReaperService, transport),
+      sessionSandboxes: createClient(admin.SessionSandboxService, transport),
     },
   };
 }

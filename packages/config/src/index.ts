@@ -115,6 +115,8 @@ export interface Config {
     concurrentExecutions: number;
     /** Setups (CreateEnvironment) of one tenant running at once, per environments instance. */
     concurrentSetups: number;
+    /** ACTIVE sessions of one tenant. */
+    openSessions: number;
   };
   /** What one instance (process) runs at once, over all tenants and the services' key. */
   capacity: {
@@ -138,6 +140,15 @@ export interface Config {
     /** Warm sandboxes started at once, over all environments. */
     maxStarts: number;
   };
+  /** Sessions: one sandbox kept for a conversation (SessionService). */
+  sessions: {
+    /** What CreateSession gets for a zero idle_timeout_ms / max_lifetime_ms. */
+    defaults: SessionTimeouts;
+    /** The most CreateSession may ask for. */
+    maxima: SessionTimeouts;
+    /** Calls waiting for a session's sandbox behind the running one; more are refused. */
+    maxQueuedCalls: number;
+  };
   /** request_id keys (CreateEnvironment, DeleteEnvironment, Execute, ExecuteStream). */
   idempotency: {
     /** How long a request_id is remembered: a retry within it gets the first call's answer. */
@@ -153,6 +164,16 @@ export interface Config {
     proxyPort: number;
   };
 }
+
+export interface SessionTimeouts {
+  /** A session ends after this long without a call. */
+  idleTimeoutMs: number;
+  /** A session ends this long after it was created. */
+  maxLifetimeMs: number;
+}
+
+// Sessions store these in int columns and send them as uint32: the smaller of the two bounds.
+const MAX_SESSION_MS = 2 ** 31 - 1;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -304,6 +325,7 @@ export function loadConfig(env: Env = process.env): Config {
       environments: int('TEE_QUOTA_ENVIRONMENTS', 100, 1),
       concurrentExecutions: int('TEE_QUOTA_CONCURRENT_EXECUTIONS', 50, 1),
       concurrentSetups: int('TEE_QUOTA_CONCURRENT_SETUPS', 10, 1),
+      openSessions: int('TEE_QUOTA_OPEN_SESSIONS', 10, 1),
     },
     // Sized for 2 cores and 24 GiB: more cold starts at once than this only queue for the CPU,
     // and the rest of the memory is the host's (runsc's own, Docker, Postgres, NATS).
@@ -317,6 +339,22 @@ export function loadConfig(env: Env = process.env): Config {
       memoryBudgetMb: int('TEE_POOL_MEMORY_MB', 4096, 0),
       idleMs: int('TEE_POOL_IDLE_MS', 5 * 60_000, 1000),
       maxStarts: int('TEE_POOL_MAX_STARTS', 2, 1),
+    },
+    sessions: {
+      defaults: {
+        idleTimeoutMs: int('TEE_SESSION_IDLE_TIMEOUT_MS', 5 * 60_000, 1000, MAX_SESSION_MS),
+        maxLifetimeMs: int('TEE_SESSION_MAX_LIFETIME_MS', 60 * 60_000, 1000, MAX_SESSION_MS),
+      },
+      maxima: {
+        idleTimeoutMs: int('TEE_SESSION_MAX_IDLE_TIMEOUT_MS', 60 * 60_000, 1000, MAX_SESSION_MS),
+        maxLifetimeMs: int(
+          'TEE_SESSION_MAX_MAX_LIFETIME_MS',
+          24 * 60 * 60_000,
+          1000,
+          MAX_SESSION_MS,
+        ),
+      },
+      maxQueuedCalls: int('TEE_SESSION_MAX_QUEUED_CALLS', 16, 0),
     },
     idempotency: {
       retentionMs: int('TEE_IDEMPOTENCY_RETENTION_MS', 24 * 60 * 60_000, 1000),
@@ -346,6 +384,15 @@ export function loadConfig(env: Env = process.env): Config {
   for (const key of Object.keys(config.execution.defaults) as (keyof ExecutionLimits)[]) {
     if (config.execution.defaults[key] > config.execution.maxima[key]) {
       problems.push(`TEE_DEFAULT_${envName(key)} is above TEE_MAX_${envName(key)}`);
+    }
+  }
+  const sessionLimits: [keyof SessionTimeouts, string, string][] = [
+    ['idleTimeoutMs', 'TEE_SESSION_IDLE_TIMEOUT_MS', 'TEE_SESSION_MAX_IDLE_TIMEOUT_MS'],
+    ['maxLifetimeMs', 'TEE_SESSION_MAX_LIFETIME_MS', 'TEE_SESSION_MAX_MAX_LIFETIME_MS'],
+  ];
+  for (const [key, defaultName, maxName] of sessionLimits) {
+    if (config.sessions.defaults[key] > config.sessions.maxima[key]) {
+      problems.push(`${defaultName} is above ${maxName}`);
     }
   }
   // Each of these could never be admitted, or the warm pool could starve running work.

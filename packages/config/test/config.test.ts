@@ -108,4 +108,46 @@ describe('loadConfig', () => {
       /TEE_DEFAULT_MEMORY_MB is above TEE_MAX_MEMORY_MB/,
     );
   });
+
+  it('reads the session timeouts, queue and quota, and refuses a default above its maximum', () => {
+    const config = loadConfig({});
+    expect(config.sessions).toEqual({
+      defaults: { idleTimeoutMs: 300_000, maxLifetimeMs: 3_600_000 },
+      maxima: { idleTimeoutMs: 3_600_000, maxLifetimeMs: 86_400_000 },
+      maxQueuedCalls: 16,
+    });
+    expect(config.quotas.openSessions).toBe(10);
+    const set = loadConfig({
+      TEE_SESSION_IDLE_TIMEOUT_MS: '60000',
+      TEE_SESSION_MAX_IDLE_TIMEOUT_MS: '120000',
+      TEE_SESSION_MAX_LIFETIME_MS: '600000',
+      TEE_SESSION_MAX_MAX_LIFETIME_MS: '900000',
+      TEE_SESSION_MAX_QUEUED_CALLS: '0',
+      TEE_QUOTA_OPEN_SESSIONS: '3',
+    });
+    expect(set.sessions).toEqual({
+      defaults: { idleTimeoutMs: 60_000, maxLifetimeMs: 600_000 },
+      maxima: { idleTimeoutMs: 120_000, maxLifetimeMs: 900_000 },
+      maxQueuedCalls: 0,
+    });
+    expect(set.quotas.openSessions).toBe(3);
+
+    let error: unknown;
+    try {
+      loadConfig({
+        TEE_SESSION_IDLE_TIMEOUT_MS: '7200000',
+        TEE_QUOTA_OPEN_SESSIONS: '0',
+        TEE_SESSION_MAX_MAX_LIFETIME_MS: '4294967295',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const { problems } = error as ConfigError;
+    expect(problems).toContain(
+      'TEE_SESSION_IDLE_TIMEOUT_MS is above TEE_SESSION_MAX_IDLE_TIMEOUT_MS',
+    );
+    expect(problems.join('\n')).toMatch(/TEE_QUOTA_OPEN_SESSIONS/);
+    expect(problems.join('\n')).toMatch(/TEE_SESSION_MAX_MAX_LIFETIME_MS/);
+  });
 });

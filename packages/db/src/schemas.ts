@@ -5,7 +5,7 @@ import {
   environmentsMigrations,
   ProcessedEventEntity,
 } from './environments/index.js';
-import { ExecutionEntity, executionMigrations } from './execution/index.js';
+import { ExecutionEntity, executionMigrations, SessionEntity } from './execution/index.js';
 import {
   EnvironmentsIdempotencyKeyEntity,
   ExecutionIdempotencyKeyEntity,
@@ -30,7 +30,7 @@ export const environmentsSchema: ServiceSchema = {
 
 export const executionSchema: ServiceSchema = {
   schema: 'execution',
-  entities: [ExecutionEntity, ExecutionOutboxEntity, ExecutionIdempotencyKeyEntity],
+  entities: [ExecutionEntity, SessionEntity, ExecutionOutboxEntity, ExecutionIdempotencyKeyEntity],
   migrations: executionMigrations,
 };
 

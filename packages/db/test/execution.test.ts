@@ -123,6 +123,7 @@ describe('ExecutionEntity', () => {
       durationMs: null,
       finishedAt: null,
       coldStartReason: 'EVICTED' as const,
+      sessionId: randomUUID(),
     };
     const em = db.em();
     em.create(ExecutionEntity, data);

@@ -45,6 +45,7 @@ describe('openDatabase', () => {
         '0005-tenant',
         '0006-idempotency-key',
         '0007-cold-start-reason',
+        '0008-sessions',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.

@@ -17,7 +17,10 @@ function cloudEventType(type: EventType): string {
   return `assist_tee.v1.${type}`;
 }
 
-/** `ce-source`: the service that publishes the type (a URI reference, stable across replicas). */
+/**
+ * `ce-source`: the service that publishes the type (a URI reference, stable across replicas);
+ * the execution service publishes execution and session events.
+ */
 function cloudEventSource(type: EventType): string {
   return type.startsWith('environment.') ? '/assist-tee/environments' : '/assist-tee/execution';
 }

@@ -6,6 +6,8 @@ import {
   EnvironmentFailedSchema,
   ExecutionFinishedSchema,
   ExecutionStartedSchema,
+  SessionCreatedSchema,
+  SessionEndedSchema,
 } from '@assist-tee/proto';
 import { randomUUID } from 'node:crypto';
 
@@ -16,6 +18,8 @@ export const eventTypes = {
   'environment.deleted': EnvironmentDeletedSchema,
   'execution.started': ExecutionStartedSchema,
   'execution.finished': ExecutionFinishedSchema,
+  'session.created': SessionCreatedSchema,
+  'session.ended': SessionEndedSchema,
 } as const;
 
 export type EventType = keyof typeof eventTypes;
@@ -71,12 +75,15 @@ export function eventTenant(event: DecodedEvent): string {
       return event.message.environment?.tenantId ?? '';
     case 'execution.finished':
       return event.message.execution?.tenantId ?? '';
+    case 'session.created':
+    case 'session.ended':
+      return event.message.session?.tenantId ?? '';
     default:
       return event.message.tenantId;
   }
 }
 
-/** The id of the environment or execution an event is about. */
+/** The id of the environment, execution or session an event is about. */
 export function eventResourceId(event: DecodedEvent): string {
   switch (event.type) {
     case 'environment.created':
@@ -88,6 +95,9 @@ export function eventResourceId(event: DecodedEvent): string {
       return event.message.executionId;
     case 'execution.finished':
       return event.message.execution?.id ?? '';
+    case 'session.created':
+    case 'session.ended':
+      return event.message.session?.id ?? '';
   }
 }
 

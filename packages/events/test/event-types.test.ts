@@ -3,6 +3,10 @@ import {
   EnvironmentCreatedSchema,
   ExecutionFinishedSchema,
   ExecutionStartedSchema,
+  SessionCreatedSchema,
+  SessionEndedSchema,
+  SessionEndReason,
+  SessionStatus,
 } from '@assist-tee/proto';
 import { describe, expect, it } from 'vitest';
 import { cloudEventHeaders } from '../src/cloud-events.js';
@@ -112,6 +116,33 @@ describe('CloudEvents headers', () => {
       'ce-tenantid': 'acme',
       'content-type': 'application/protobuf',
     });
+  });
+
+  it('names the execution service, the session and its tenant for session events', () => {
+    const session = {
+      id: 's-1',
+      environmentId: 'env-1',
+      tenantId: 'acme',
+      status: SessionStatus.ENDED,
+      endReason: SessionEndReason.IDLE_TIMEOUT,
+    };
+    const created = create(SessionCreatedSchema, { eventId: 'e-1', session });
+    const ended = create(SessionEndedSchema, { eventId: 'e-2', session });
+    for (const event of [
+      { type: 'session.created', message: created },
+      { type: 'session.ended', message: ended },
+    ] as const) {
+      const headers = cloudEventHeaders(event);
+      expect(headers.get('ce-type')).toBe(`assist_tee.v1.${event.type}`);
+      expect(headers.get('ce-source')).toBe('/assist-tee/execution');
+      expect(headers.get('ce-subject')).toBe('s-1');
+      expect(headers.get('ce-tenantid')).toBe('acme');
+    }
+    expect(cloudEventHeaders({ type: 'session.ended', message: ended }).get('ce-dataschema')).toBe(
+      'type.googleapis.com/assist_tee.v1.SessionEnded',
+    );
+    const encoded = toBinary(SessionEndedSchema, ended);
+    expect(decodeEvent('tee', 'tee.events.acme.session.ended', encoded).message).toEqual(ended);
   });
 
   it('names the environments service as the source of environment events', () => {

@@ -2,3 +2,4 @@
 // Exported from the package as the namespace `admin`, apart from the tenant-facing v1 contracts.
 export * from './gen/assist_tee/admin/v1/reaper_pb.js';
 export * from './gen/assist_tee/admin/v1/warm_pool_pb.js';
+export * from './gen/assist_tee/admin/v1/session_sandboxes_pb.js';

@@ -5,6 +5,7 @@ export * from './gen/assist_tee/v1/common_pb.js';
 export * from './gen/assist_tee/v1/environment_pb.js';
 export * from './gen/assist_tee/v1/events_pb.js';
 export * from './gen/assist_tee/v1/execution_pb.js';
+export * from './gen/assist_tee/v1/session_pb.js';
 // The google.rpc error details (BadRequest, ErrorInfo, RetryInfo, …) that errors carry.
 export * from './gen/google/rpc/error_details_pb.js';
 export * from './gen/grpc/health/v1/health_pb.js';

@@ -8,6 +8,8 @@ export interface SandboxLabels {
   instanceId: string;
   environmentId?: string;
   executionId?: string;
+  /** The session whose sandbox it is (started for it; a session may also take a warm one). */
+  sessionId?: string;
   /** 'warm' on a sandbox started ahead of demand: no execution is its own until one takes it. */
   pool?: string;
   /** The system it belongs to (its event namespace): a reaper sweeps only its own. */
@@ -19,6 +21,7 @@ const KEYS: Record<keyof SandboxLabels, string> = {
   instanceId: `${LABEL_PREFIX}.instance-id`,
   environmentId: `${LABEL_PREFIX}.environment-id`,
   executionId: `${LABEL_PREFIX}.execution-id`,
+  sessionId: `${LABEL_PREFIX}.session-id`,
   pool: `${LABEL_PREFIX}.pool`,
   deployment: `${LABEL_PREFIX}.deployment`,
 };

@@ -11,5 +11,6 @@ export * from './http-server.js';
 export * from './pagination.js';
 export * from './process.js';
 export * from './ids.js';
+export * from './labels.js';
 export * from './sandbox-memory.js';
 export * from './sandbox-runtime.js';

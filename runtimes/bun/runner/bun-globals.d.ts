@@ -9,4 +9,6 @@ declare namespace Bun {
   }
   function inspect(value: unknown, options?: InspectOptions): string;
   const stdin: { stream(): ReadableStream<Uint8Array> };
+  /** The absolute path `specifier` resolves to from directory (or file) `parent`; throws if none. */
+  function resolveSync(specifier: string, parent: string): string;
 }

@@ -1,8 +1,9 @@
 // The Bun runner: Bun runs this inside the sandbox as `/runner/runner.ts <main module>`. The
 // protocol lives in ./core.ts (runtimes/core/runner/core.ts, copied next to this file in the
-// image); this file only hands it Bun's stdio, console formatting, exit, env and error events.
+// image); this file only hands it Bun's stdio, console formatting, exit, env, files, module
+// resolution and error events.
 // Everything is captured here, before the core imports any user code.
-import { writeSync } from 'node:fs';
+import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import utilTypes from 'node:util/types';
 import { type RunnerHost, startRunner } from './core.ts';
 
@@ -16,6 +17,9 @@ Object.defineProperty(utilTypes, 'isArrayBufferView', {
 });
 
 const write = writeSync;
+const makeDirectory = mkdirSync;
+const writeFile = writeFileSync;
+const resolveSync = Bun.resolveSync.bind(Bun);
 const bunInspect = Bun.inspect;
 const exit = process.exit.bind(process);
 const env = process.env;
@@ -36,6 +40,21 @@ const host: RunnerHost = {
   exit: (code) => exit(code),
   setEnv: (name, value) => {
     env[name] = value;
+  },
+  unsetEnv: (name) => {
+    delete env[name];
+  },
+  makeDirectory: (path) => void makeDirectory(path, { recursive: true }),
+  writeFile: (path, text) => writeFile(path, text),
+  // Bun looks for packages in the node_modules above the importing file, and a snippet lives in
+  // /tmp: point it at the module the main module would get. Unresolvable stays as written, so
+  // the import fails with Bun's own error.
+  resolveBare: (specifier, parentDir) => {
+    try {
+      return resolveSync(specifier, parentDir);
+    } catch {
+      return specifier;
+    }
   },
   onUncaught: (listener) => {
     on('uncaughtException', (error) => listener(error));

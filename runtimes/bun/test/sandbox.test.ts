@@ -1,7 +1,12 @@
 import { describe, expect, test } from 'vitest';
 import { RUNNER_ENTRY_PATH } from '@assist-tee/runtime-core';
 import { buildBunImage, bunRuntime } from '../src/index.js';
-import { eventFor, expectOomKilled, logMessages, onlyResult } from '../../core/testing/harness.js';
+import {
+  handlerRun,
+  expectOomKilled,
+  logMessages,
+  onlyResult,
+} from '../../core/testing/harness.js';
 import {
   describeSandboxSuite,
   type RuntimeUnderTest,
@@ -78,8 +83,8 @@ describe.concurrent('bun specifics in a sandbox', () => {
 
   test('a bunfig.toml and a tsconfig.json among the modules change nothing', async () => {
     const [main, paths] = await Promise.all([
-      run(spec('main.ts'), { event: eventFor({ n: 1 }) }),
-      run(spec('paths.ts'), { event: eventFor({}) }),
+      run(spec('main.ts'), { runs: [handlerRun({ n: 1 })] }),
+      run(spec('paths.ts'), { runs: [handlerRun({})] }),
     ]);
     expect(onlyResult(main)).toMatchObject({ ok: true });
     expect(logMessages(main)).not.toContain('preloaded');
@@ -93,7 +98,7 @@ describe.concurrent('bun specifics in a sandbox', () => {
 
   test('a JS-heap bomb under a large limit reaches the cgroup limit (JavaScriptCore has no V8-style heap cap)', async () => {
     const report = await run(spec('heap.ts', { limits: { memoryBytes: 512 * MiB } }), {
-      event: eventFor({}),
+      runs: [handlerRun({})],
     });
     expectOomKilled(report);
   });

@@ -3,19 +3,26 @@
 // In the image both live in /runner: the entry at /runner/runner.ts, this file at /runner/core.ts.
 // The entry runs as `runner.ts <main module>`.
 //
-// Protocol (stdin/stdout, one line each):
-//   stdin  1: a nonce (opaque token)
-//   stdout  : `${nonce} {"type":"log",...}` for every console call, then `${nonce} {"type":"ready"}`
-//             once the main module is imported (or a failed result with phase "init")
-//   stdin  2: `{"data":...,"env":{...},"context":{"executionId","environmentId","timeoutMs"}}`
-//   stdout  : `${nonce} {"type":"result","ok":...}`, exactly once; the process exits once stdin
-//             closes (at once for a failed init or a bad event line)
+// The protocol is ../src/runner-protocol.ts (only its types are imported: the image holds no
+// copy of it). In short: the nonce line, log frames, `ready` once the main module is imported
+// (or a failed result with run 0 and phase "init", and exit 1), then one result per RunMessage
+// line, in order, until stdin closes (exit 0). A bad line fails with phase "protocol" and exit 1.
 // Any stdout line without the nonce is raw output of the user's code. The nonce lives only in
 // this module's closure, so user code can neither read it nor forge a frame.
+//
+// One process serves many runs (a session): module scope, globalThis and /tmp persist between
+// them. A snippet run is a module sent as text: it is written to /tmp and imported.
 //
 // Everything the protocol needs is captured when this module is evaluated, which is before the
 // entry's own code and long before user code runs, so code that replaces globals or prototype
 // methods cannot break it. The host's functions are captured by the entry the same way.
+import type {
+  FailurePhase,
+  RunnerError,
+  RunnerFrame,
+  RunnerLogLevel,
+  SnippetImport,
+} from '../src/runner-protocol.ts';
 
 /** What a runtime gives the runner; every function must be captured before user code runs. */
 export interface RunnerHost {
@@ -32,6 +39,18 @@ export interface RunnerHost {
   exit(code: number): never;
   /** Sets a variable in the process environment, where the handler's runtime APIs see it. */
   setEnv(name: string, value: string): void;
+  /** Removes a variable from the process environment. */
+  unsetEnv(name: string): void;
+  /** Creates a directory and its parents (no error if it exists). */
+  makeDirectory(path: string): void;
+  /** Writes a text file (replacing it), synchronously. */
+  writeFile(path: string, text: string): void;
+  /**
+   * What a bare import specifier (`lodash`, `@scope/pkg/sub`) of the main module, in directory
+   * `parentDir`, should become in a snippet that lives elsewhere: the specifier itself where the
+   * runtime resolves it the same from anywhere, else the module's absolute path.
+   */
+  resolveBare(specifier: string, parentDir: string): string;
   /**
    * Calls `listener` with what was thrown for every uncaught exception and unhandled rejection
    * from now on, instead of the runtime's default (printing it and exiting).
@@ -86,6 +105,12 @@ const stringReplaceAll = uncurry(String.prototype.replaceAll) as unknown as (
   replacement: string,
 ) => string;
 const ObjectCreate = Object.create;
+const setPrototypeOf = Object.setPrototypeOf;
+const hasOwn = Object.hasOwn;
+const isArray = Array.isArray;
+const isSafeInteger = Number.isSafeInteger;
+const decodeURIComponentOf = decodeURIComponent;
+const PromiseCtor = Promise;
 const mathRound = Math.round;
 const performanceNow = performance.now.bind(performance);
 const errorStackOf = (value: Error) => value.stack;
@@ -94,6 +119,11 @@ const ErrorCtor = Error;
 const NumberCtor = Number;
 const StringCtor = String;
 const URLCtor = URL;
+// Snippets resolve their imports after user code ran: URL's own getters, not what is there then.
+const urlGetter = (name: string) =>
+  uncurry(Object.getOwnPropertyDescriptor(URL.prototype, name)!.get as (this: URL) => string);
+const hrefOf = urlGetter('href');
+const pathnameOf = urlGetter('pathname');
 const isFinite = Number.isFinite;
 
 // The host's members, copied once by startRunner.
@@ -102,6 +132,10 @@ let readStdin: RunnerHost['readStdin'];
 let inspect: RunnerHost['inspect'];
 let exit: RunnerHost['exit'];
 let setEnv: RunnerHost['setEnv'];
+let unsetEnv: RunnerHost['unsetEnv'];
+let makeDirectory: RunnerHost['makeDirectory'];
+let writeFile: RunnerHost['writeFile'];
+let resolveBare: RunnerHost['resolveBare'];
 let onUncaughtHost: RunnerHost['onUncaught'];
 let mainModuleArg: RunnerHost['mainModule'];
 
@@ -113,11 +147,16 @@ function writeAll(bytes: Uint8Array): void {
   while (offset < length) offset += writeStdout(offset === 0 ? bytes : view(bytes, offset));
 }
 
+/** `fields` without a prototype: a toJSON (or anything else) that user code puts on
+ * Object.prototype does not reach it. Literals define their properties without setters. */
+function bare<T extends object>(fields: T): T {
+  return setPrototypeOf(fields, null) as T;
+}
+
 let nonce = '';
-/** Frames are assembled as text from JSON-encoded primitives, so a toJSON that user code puts on
- * Object.prototype cannot change them. */
-function writeFrame(json: string): void {
-  writeAll(encode(nonce + ' ' + json + '\n'));
+/** Writes a frame built with bare() (every object in it our own), under the nonce. */
+function writeFrame(frame: RunnerFrame): void {
+  writeAll(encode(nonce + ' ' + stringify(frame) + '\n'));
 }
 
 // --- stdin ---------------------------------------------------------------------------------
@@ -214,21 +253,11 @@ function safeStringify(value: unknown): string {
 
 // --- console -------------------------------------------------------------------------------
 
-type Level = 'debug' | 'info' | 'warn' | 'error';
-
 let indent = '';
 
-function log(level: Level, message: string): void {
+function log(level: RunnerLogLevel, message: string): void {
   if (indent !== '') message = indent + stringReplaceAll(message, '\n', '\n' + indent);
-  writeFrame(
-    '{"type":"log","level":"' +
-      level +
-      '","message":' +
-      stringify(message) +
-      ',"time":' +
-      dateNow() +
-      '}',
-  );
+  writeFrame(bare({ type: 'log', level, message, time: dateNow() }));
 }
 
 /** The caller's stack: the lines after "Error" and the console method's own frame. */
@@ -306,102 +335,276 @@ function installConsole(): void {
 
 // --- errors and results --------------------------------------------------------------------
 
-interface ErrorInfo {
-  name: string;
-  message: string;
-  stack: string;
-}
-
-function describe(thrown: unknown): ErrorInfo {
+function describe(thrown: unknown): RunnerError {
   try {
     if (thrown instanceof ErrorCtor) {
       const stack = errorStackOf(thrown);
-      return {
+      return bare({
         name: StringCtor(thrown.name),
         message: StringCtor(thrown.message),
         stack: typeof stack === 'string' ? stack : '',
-      };
+      });
     }
   } catch {
     // A hostile getter on the error: fall through to the generic description.
   }
-  return { name: 'NonErrorThrown', message: show(thrown), stack: '' };
+  return bare({ name: 'NonErrorThrown', message: show(thrown), stack: '' });
 }
 
-let resultWritten = false;
 let ready = false;
+/** The run in progress, 0 between runs: a result for any other run is late and dropped. */
+let currentRun = 0;
+/** Resolves the main loop's wait for the current run. */
+let runSettled: (() => void) | undefined;
 
 /**
- * Writes the one result frame (later calls are ignored) and exits, so timers or servers the
- * handler left behind cannot keep the sandbox alive. After the handler's own result it exits
- * once stdin closes instead: the service closes it (or removes the sandbox) once the outcome is
- * recorded, so that the sandbox's teardown does not compete with that write for the CPU.
+ * Writes the result of `run` if it is still the current one (once), and ends the run. A value
+ * that does not serialise fails the run instead.
  */
-function finish(json: string, code: number, untilStdinCloses = false): never {
-  if (!resultWritten) {
-    resultWritten = true;
-    writeFrame(json);
-    if (untilStdinCloses) {
-      void exitWhenStdinCloses(code);
-      return undefined as never;
+function settle(run: number, frame: RunnerFrame): void {
+  if (run === 0 || run !== currentRun) return;
+  let json: string;
+  try {
+    json = stringify(frame);
+  } catch (error) {
+    json = stringify(
+      failure(
+        run,
+        'handler',
+        bare({
+          name: 'ResultSerializationError',
+          message:
+            'the handler returned a value that cannot be serialised to JSON: ' +
+            describe(error).message,
+          stack: '',
+        }),
+      ),
+    );
+  }
+  currentRun = 0;
+  const wake = runSettled;
+  runSettled = undefined;
+  try {
+    writeAll(encode(nonce + ' ' + json + '\n'));
+  } finally {
+    wake?.();
+  }
+}
+
+function failure(run: number, phase: FailurePhase, error: RunnerError): RunnerFrame {
+  return bare({ type: 'result', run, ok: false, phase, error });
+}
+
+function success(run: number, value: unknown): RunnerFrame {
+  // undefined, functions and symbols serialise to nothing: the result is null.
+  const kind = typeof value;
+  const known = kind !== 'undefined' && kind !== 'function' && kind !== 'symbol';
+  return bare({ type: 'result', run, ok: true, value: known ? value : null });
+}
+
+/** Fails the process, not a run: writes the result and exits at once. */
+function abort(run: number, phase: 'init' | 'protocol', thrown: unknown): never {
+  writeFrame(failure(run, phase, describe(thrown)));
+  return exit(1);
+}
+
+// --- run messages --------------------------------------------------------------------------
+
+/** `record[key]` if it is the record's own, so nothing user code put on Object.prototype leaks in. */
+function own(record: unknown, key: string): unknown {
+  return typeof record === 'object' && record !== null && hasOwn(record, key)
+    ? (record as Record<string, unknown>)[key]
+    : undefined;
+}
+
+function protocolError(message: string): Error {
+  const error = new ErrorCtor(message);
+  error.name = 'ProtocolError';
+  return error;
+}
+
+interface Run {
+  id: number;
+  /** What the process environment gets (a copy without a prototype). */
+  env: Record<string, string>;
+  /** What the handler's event gets: the message's own object. */
+  eventEnv: object;
+  context: { executionId: string; environmentId: string; sessionId: string; timeoutMs: number };
+  work:
+    | { kind: 'handler'; data: unknown }
+    | { kind: 'snippet'; code: string; imports: SnippetImport[] };
+}
+
+let lastRun = 0;
+
+/** The run a line asks for; throws with `readId` set to the id if it was readable. */
+function parseRun(line: string, readId: (id: number) => void): Run {
+  const message: unknown = parse(line);
+  if (typeof message !== 'object' || message === null || own(message, 'type') !== 'run') {
+    throw protocolError('the line is not a run message');
+  }
+  const id = own(message, 'id');
+  if (typeof id !== 'number' || !isSafeInteger(id) || id <= 0) {
+    throw protocolError('the run id is not a positive integer');
+  }
+  readId(id);
+  // A snippet's module URL carries the id: a repeated one would import the cached module.
+  if (id <= lastRun) throw protocolError(`run ${id} does not follow run ${lastRun}`);
+  lastRun = id;
+
+  const rawEnv = own(message, 'env');
+  if (typeof rawEnv !== 'object' || rawEnv === null) throw protocolError('env is not an object');
+  const env: Record<string, string> = ObjectCreate(null);
+  // Index loops, not for-of: user code may have replaced Array.prototype[Symbol.iterator].
+  const names = objectKeys(rawEnv);
+  for (let i = 0; i < names.length; i++) env[names[i]!] = StringCtor(own(rawEnv, names[i]!));
+
+  const rawContext = own(message, 'context');
+  const timeoutMs = NumberCtor(own(rawContext, 'timeoutMs'));
+  const context = {
+    executionId: StringCtor(own(rawContext, 'executionId') ?? ''),
+    environmentId: StringCtor(own(rawContext, 'environmentId') ?? ''),
+    sessionId: StringCtor(own(rawContext, 'sessionId') ?? ''),
+    timeoutMs: isFinite(timeoutMs) ? timeoutMs : 0,
+  };
+
+  const kind = own(message, 'kind');
+  if (kind === 'handler') {
+    return {
+      id,
+      env,
+      eventEnv: rawEnv,
+      context,
+      work: { kind, data: own(message, 'data') ?? null },
+    };
+  }
+  if (kind !== 'snippet') throw protocolError('kind is neither "handler" nor "snippet"');
+  const code = own(message, 'code');
+  const rawImports = own(message, 'imports');
+  if (typeof code !== 'string') throw protocolError('the snippet code is not a string');
+  if (!isArray(rawImports)) throw protocolError('the snippet imports are not an array');
+  // No prototype: a setter user code put on Array.prototype cannot see the entries.
+  const imports = bare([] as SnippetImport[]);
+  let end = code.length;
+  // From the last import back: the code is rewritten in that order, so positions stay valid.
+  for (let i = rawImports.length - 1; i >= 0; i--) {
+    const entry = rawImports[i] as unknown;
+    const start = own(entry, 'start');
+    const stop = own(entry, 'end');
+    const specifier = own(entry, 'specifier');
+    if (
+      typeof start !== 'number' ||
+      typeof stop !== 'number' ||
+      typeof specifier !== 'string' ||
+      !(start >= 0 && start <= stop && stop <= end) ||
+      stringSlice(code, start, stop) !== specifier
+    ) {
+      throw protocolError(`snippet import ${i} does not match the code`);
+    }
+    imports[imports.length] = { start, end: stop, specifier };
+    end = start;
+  }
+  return { id, env, eventEnv: rawEnv, context, work: { kind, code, imports } };
+}
+
+/** The names the previous run set: unset before the next one. */
+let envNames: string[] = [];
+
+function applyEnv(env: Record<string, string>): void {
+  for (let i = 0; i < envNames.length; i++) unsetEnv(envNames[i]!);
+  envNames = objectKeys(env);
+  for (let i = 0; i < envNames.length; i++) setEnv(envNames[i]!, env[envNames[i]!]!);
+}
+
+// --- snippets ------------------------------------------------------------------------------
+
+const SNIPPET_DIR = '/tmp/.assist-tee';
+let snippetDirMade = false;
+/** The main module's URL (file:///code/...), set once it is imported. */
+let mainUrl = '';
+
+/** Whether `specifier` starts with a URL scheme (`node:`, `npm:`, `file:`, `https:`). */
+function hasScheme(specifier: string): boolean {
+  for (let i = 0; i < specifier.length; i++) {
+    const char = stringCharAt(specifier, i);
+    if (char === ':') return i > 0;
+    const letter = (char >= 'a' && char <= 'z') || (char >= 'A' && char <= 'Z');
+    if (
+      !letter &&
+      (i === 0 || !((char >= '0' && char <= '9') || char === '+' || char === '.' || char === '-'))
+    ) {
+      return false;
     }
   }
-  return exit(code);
+  return false;
 }
 
-async function exitWhenStdinCloses(code: number): Promise<never> {
-  while ((await readLine()) !== undefined);
-  return exit(code);
-}
-
-function errorJson(error: ErrorInfo): string {
-  return (
-    '{"name":' +
-    stringify(error.name) +
-    ',"message":' +
-    stringify(error.message) +
-    ',"stack":' +
-    stringify(error.stack) +
-    '}'
-  );
-}
-
-type Phase = 'init' | 'handler' | 'protocol';
-
-function failWith(phase: Phase, error: ErrorInfo): never {
-  const handled = phase === 'handler';
-  return finish(
-    '{"type":"result","ok":false,"phase":"' + phase + '","error":' + errorJson(error) + '}',
-    handled ? 0 : 1,
-    handled,
-  );
-}
-
-function fail(phase: Phase, thrown: unknown): never {
-  return failWith(phase, describe(thrown));
-}
-
-function succeed(value: unknown): never {
-  let json: string | undefined;
-  try {
-    json = stringify(value);
-  } catch (error) {
-    return failWith('handler', {
-      name: 'ResultSerializationError',
-      message:
-        'the handler returned a value that cannot be serialised to JSON: ' +
-        describe(error).message,
-      stack: '',
-    });
+/** What an import of the main module's directory becomes in a snippet that lives in /tmp. */
+function rewriteSpecifier(specifier: string): string {
+  if (
+    stringSlice(specifier, 0, 2) === './' ||
+    stringSlice(specifier, 0, 3) === '../' ||
+    specifier === '.' ||
+    specifier === '..'
+  ) {
+    return hrefOf(new URLCtor(specifier, mainUrl));
   }
-  // undefined, functions and symbols serialise to nothing: the result is null.
-  return finish('{"type":"result","ok":true,"value":' + (json ?? 'null') + '}', 0, true);
+  if (stringCharAt(specifier, 0) === '/' || hasScheme(specifier)) return specifier;
+  const directory = decodeURIComponentOf(pathnameOf(new URLCtor('.', mainUrl)));
+  return resolveBare(specifier, stringSlice(directory, 0, directory.length - 1));
+}
+
+/** Writes the snippet to /tmp, its imports rewritten, and imports it: its default export's value. */
+async function evaluateSnippet(id: number, code: string, imports: SnippetImport[]) {
+  // `imports` runs from the last one back (see parseRun).
+  for (let i = 0; i < imports.length; i++) {
+    const { start, end, specifier } = imports[i]!;
+    code = stringSlice(code, 0, start) + rewriteSpecifier(specifier) + stringSlice(code, end);
+  }
+  if (!snippetDirMade) {
+    makeDirectory(SNIPPET_DIR);
+    snippetDirMade = true;
+  }
+  const path = SNIPPET_DIR + '/snippet-' + id + '.ts';
+  writeFile(path, code);
+  const module = (await import('file://' + path)) as Record<string, unknown>;
+  return await module.default;
 }
 
 // --- main ----------------------------------------------------------------------------------
 
+type Handler = (event: unknown, context: unknown) => unknown;
+
+/** Performs one run and settles it; never throws. */
+async function perform(run: Run, handler: Handler): Promise<void> {
+  let value: unknown;
+  try {
+    applyEnv(run.env);
+    const deadline = dateNow() + run.context.timeoutMs;
+    const context = {
+      executionId: run.context.executionId,
+      environmentId: run.context.environmentId,
+      sessionId: run.context.sessionId,
+      deadline,
+      remainingTimeMs: () => deadline - dateNow(),
+    };
+    const { work } = run;
+    value =
+      work.kind === 'handler'
+        ? await handler({ data: work.data, env: run.eventEnv }, context)
+        : await evaluateSnippet(run.id, work.code, work.imports);
+  } catch (error) {
+    return settle(run.id, failure(run.id, 'handler', describe(error)));
+  }
+  settle(run.id, success(run.id, value));
+}
+
 function onUncaught(thrown: unknown): void {
-  fail(ready ? 'handler' : 'init', thrown);
+  if (!ready) return abort(0, 'init', thrown);
+  if (currentRun !== 0) return settle(currentRun, failure(currentRun, 'handler', describe(thrown)));
+  // Left behind by an earlier run (a timer, a floating promise): no run to fail.
+  const error = describe(thrown);
+  log('error', 'Uncaught (between calls): ' + error.name + ': ' + error.message);
 }
 
 async function main(): Promise<void> {
@@ -415,7 +618,7 @@ async function main(): Promise<void> {
   onUncaughtHost(onUncaught);
 
   if (typeof mainModuleArg !== 'string' || mainModuleArg === '') {
-    return fail('init', new ErrorCtor('the runner needs the main module path as its argument'));
+    return abort(0, 'init', new ErrorCtor('the runner needs the main module path as its argument'));
   }
   let handler: unknown;
   try {
@@ -423,74 +626,60 @@ async function main(): Promise<void> {
     if (url.protocol !== 'file:' || stringSlice(url.pathname, 0, 6) !== '/code/') {
       throw new ErrorCtor(`the main module must be under /code: ${mainModuleArg}`);
     }
+    mainUrl = url.href;
     // The first user code runs here.
-    const module = (await import(url.href)) as Record<string, unknown>;
+    const module = (await import(mainUrl)) as Record<string, unknown>;
     handler = module.handler;
   } catch (error) {
-    return fail('init', error);
+    return abort(0, 'init', error);
   }
   if (typeof handler !== 'function') {
     const error = new ErrorCtor(
       `the main module ${mainModuleArg} does not export a function "handler"`,
     );
     error.name = 'HandlerNotFound';
-    return fail('init', error);
+    return abort(0, 'init', error);
   }
 
   ready = true;
-  writeFrame('{"type":"ready"}');
+  writeFrame(bare({ type: 'ready' }));
 
-  const line = await readLine();
-  let request: {
-    data?: unknown;
-    env?: Record<string, unknown>;
-    context?: { executionId?: unknown; environmentId?: unknown; timeoutMs?: unknown };
-  };
-  try {
-    if (line === undefined) throw new ErrorCtor('stdin closed before the event arrived');
-    request = parse(line);
-    if (typeof request !== 'object' || request === null) {
-      throw new ErrorCtor('the event is not an object');
+  for (;;) {
+    const line = await readLine();
+    // The service closes stdin when it is done with the sandbox; timers or servers that
+    // runs left behind must not keep it alive.
+    if (line === undefined) return exit(0);
+    let id = 0;
+    let run: Run;
+    try {
+      run = parseRun(line, (readId) => (id = readId));
+    } catch (error) {
+      return abort(id, 'protocol', error);
     }
-    if (request.env !== undefined && (typeof request.env !== 'object' || request.env === null)) {
-      throw new ErrorCtor('the event env is not an object');
-    }
-    // Index loops, not for-of: user code may have replaced Array.prototype[Symbol.iterator].
-    const keys = objectKeys(request.env ?? {});
-    for (let i = 0; i < keys.length; i++) setEnv(keys[i]!, StringCtor(request.env![keys[i]!]));
-  } catch (error) {
-    return fail('protocol', error);
+    const settled = new PromiseCtor<void>((resolve) => (runSettled = resolve));
+    currentRun = run.id;
+    void perform(run, handler as Handler);
+    await settled;
   }
-
-  const env = request.env ?? {};
-  const timeoutMs = NumberCtor(request.context?.timeoutMs);
-  const deadline = dateNow() + (isFinite(timeoutMs) ? timeoutMs : 0);
-  const context = {
-    executionId: StringCtor(request.context?.executionId ?? ''),
-    environmentId: StringCtor(request.context?.environmentId ?? ''),
-    deadline,
-    remainingTimeMs: () => deadline - dateNow(),
-  };
-  const event = { data: request.data ?? null, env };
-
-  let value: unknown;
-  try {
-    value = await (handler as (event: unknown, context: unknown) => unknown)(event, context);
-  } catch (error) {
-    return fail('handler', error);
-  }
-  return succeed(value);
 }
 
-/** Runs the protocol with the runtime's `host`: reads the nonce, imports the main module, runs
- * the handler on the event, writes the result and exits when stdin closes. Call it once. */
+/** Runs the protocol with the runtime's `host`: reads the nonce, imports the main module, then
+ * serves runs until stdin closes. Call it once. */
 export function startRunner(host: RunnerHost): void {
   writeStdout = host.writeStdout;
   readStdin = host.readStdin;
   inspect = host.inspect;
   exit = host.exit;
   setEnv = host.setEnv;
+  unsetEnv = host.unsetEnv;
+  makeDirectory = host.makeDirectory;
+  writeFile = host.writeFile;
+  resolveBare = host.resolveBare;
   onUncaughtHost = host.onUncaught;
   mainModuleArg = host.mainModule;
-  main().catch((error: unknown) => fail(ready ? 'handler' : 'init', error));
+  main().catch((error: unknown) => {
+    if (!ready) abort(0, 'init', error);
+    else if (currentRun !== 0) settle(currentRun, failure(currentRun, 'handler', describe(error)));
+    else abort(0, 'protocol', error);
+  });
 }

@@ -27,3 +27,4 @@ export {
 export { runBuildImageCommand } from './build-image-command.js';
 export * from './dependencies.js';
 export type { SetupRequest, SetupResult } from './setup-protocol.js';
+export * from './runner-protocol.js';

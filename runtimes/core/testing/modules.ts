@@ -207,5 +207,34 @@ export async function handler() {
   return 'too late';
 }
 `,
+    'session.ts': `
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+let count = 0;
+export function handler(event: { data: { id: number; fail?: boolean } }, context: { sessionId: string }) {
+  count += 1;
+  if (event.data.fail) throw new Error('asked to fail');
+  const shared = globalThis as { lastRun?: string };
+  const before = shared.lastRun ?? null;
+  shared.lastRun = 'run ' + event.data.id;
+  const file = existsSync('/tmp/session.txt') ? readFileSync('/tmp/session.txt', 'utf8') : null;
+  writeFileSync('/tmp/session.txt', 'run ' + event.data.id);
+  return { count, before, file, secret: process.env.SECRET ?? null, sessionId: context.sessionId };
+}
+`,
+    'nested/entry.ts': `
+export const WHERE = 'nested';
+export const handler = () => WHERE;
+`,
+    'late.ts': `
+export async function handler(event: { data: { late?: boolean; floating?: boolean; waitMs?: number } }) {
+  if (event.data.late) {
+    setTimeout(() => void Promise.reject(new RangeError('late rejection')), 100);
+    setTimeout(() => { throw new TypeError('late throw'); }, 300);
+  }
+  if (event.data.floating) void Promise.reject(new RangeError('floating rejection'));
+  await new Promise((resolve) => setTimeout(resolve, event.data.waitMs ?? 0));
+  return 'served';
+}
+`,
   };
 }

@@ -15,11 +15,12 @@ import {
 } from '@assist-tee/sandbox';
 import { expectNothingLabelled, removeLabelled, uniqueSuffix } from '@assist-tee/testing';
 import {
-  eventFor,
   expectOomKilled,
+  handlerRun,
   logMessages,
   onlyResult,
   runSandbox,
+  snippetRun,
   type RunOptions,
   type RunReport,
 } from './harness.js';
@@ -149,7 +150,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
   describe.concurrent(`the ${runtime.name} runtime in a sandbox`, () => {
     test('runs a two-module handler and returns its result under the nonce', async () => {
       const report = await run(spec('main.ts'), {
-        event: eventFor({ n: 21 }, { GREETING: 'hello' }, 5_000),
+        runs: [handlerRun({ n: 21 }, { GREETING: 'hello' }, { timeoutMs: 5_000 })],
       });
       expect(report.exit).toEqual({ exitCode: 0, oomKilled: false });
       expect(report.frames[0]).toMatchObject({
@@ -183,9 +184,10 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
     });
 
     test('console output and tampering with globals cannot forge, break or read the frames', async () => {
-      const report = await run(spec('noise.ts'), { event: eventFor({ n: 1 }) });
+      const report = await run(spec('noise.ts'), { runs: [handlerRun({ n: 1 })] });
       expect(onlyResult(report)).toEqual({
         type: 'result',
+        run: 1,
         ok: true,
         value: { real: true, data: { n: 1 } },
       });
@@ -210,8 +212,8 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('a handler that throws gives ok:false with its message and stack', async () => {
       const [error, nonError] = await Promise.all([
-        run(spec('throws.ts'), { event: eventFor({}) }),
-        run(spec('throws-string.ts'), { event: eventFor({}) }),
+        run(spec('throws.ts'), { runs: [handlerRun({})] }),
+        run(spec('throws-string.ts'), { runs: [handlerRun({})] }),
       ]);
       expect(onlyResult(error)).toMatchObject({
         ok: false,
@@ -229,9 +231,9 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('a main module that fails to import, or has no handler, fails in the init phase', async () => {
       const [fails, missing, uninstalled] = await Promise.all([
-        run(spec('init-fails.ts'), { event: eventFor({}) }),
-        run(spec('no-handler.ts'), { event: eventFor({}) }),
-        run(spec('missing-package.ts'), { event: eventFor({}) }),
+        run(spec('init-fails.ts'), { runs: [handlerRun({})] }),
+        run(spec('no-handler.ts'), { runs: [handlerRun({})] }),
+        run(spec('missing-package.ts'), { runs: [handlerRun({})] }),
       ]);
       expect(fails.frames.map((frame) => frame.type)).toEqual(['log', 'result']);
       expect(onlyResult(fails)).toMatchObject({
@@ -253,31 +255,53 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
       });
     });
 
-    test('an event line that is not a JSON object fails the protocol phase without calling the handler', async () => {
-      const report = await run(spec('main.ts'), { eventLine: '{"data": oops' });
-      expect(onlyResult(report)).toMatchObject({
+    test('a line that is not a run message fails the protocol phase and ends the sandbox', async () => {
+      const [notJson, badKind, repeated] = await Promise.all([
+        run(spec('main.ts'), { runs: ['{"data": oops', handlerRun({ n: 1 })] }),
+        run(spec('main.ts'), {
+          runs: ['{"type":"run","id":7,"kind":"nope","env":{},"context":{}}'],
+        }),
+        run(spec('main.ts'), {
+          runs: [handlerRun({ n: 1 }, {}, { id: 2 }), handlerRun({ n: 1 }, {}, { id: 2 })],
+        }),
+      ]);
+      expect(onlyResult(notJson)).toMatchObject({
+        run: 0,
         ok: false,
         phase: 'protocol',
         error: { name: 'SyntaxError' },
       });
-      expect(logMessages(report)).toEqual(['main module loaded']);
-      expect(report.exit.exitCode).toBe(1);
+      expect(logMessages(notJson)).toEqual(['main module loaded']);
+      expect(notJson.exit.exitCode).toBe(1);
+      expect(onlyResult(badKind)).toMatchObject({
+        run: 7,
+        ok: false,
+        phase: 'protocol',
+        error: { name: 'ProtocolError', message: 'kind is neither "handler" nor "snippet"' },
+      });
+      expect(badKind.exit.exitCode).toBe(1);
+      // Run ids only increase: a snippet's module is named by its run.
+      expect(repeated.results).toMatchObject([
+        { run: 2, ok: true },
+        { run: 2, ok: false, phase: 'protocol', error: { message: 'run 2 does not follow run 2' } },
+      ]);
+      expect(repeated.exit.exitCode).toBe(1);
     });
 
     test('results that are not JSON, undefined, uncaught errors and leftover timers', async () => {
       const [bigint, undef, rejection, uncaught, timers] = await Promise.all([
-        run(spec('bigint.ts'), { event: eventFor({}) }),
-        run(spec('undefined.ts'), { event: eventFor({}) }),
-        run(spec('rejection.ts'), { event: eventFor({}) }),
-        run(spec('uncaught.ts'), { event: eventFor({}) }),
-        run(spec('timers.ts'), { event: eventFor({}) }),
+        run(spec('bigint.ts'), { runs: [handlerRun({})] }),
+        run(spec('undefined.ts'), { runs: [handlerRun({})] }),
+        run(spec('rejection.ts'), { runs: [handlerRun({})] }),
+        run(spec('uncaught.ts'), { runs: [handlerRun({})] }),
+        run(spec('timers.ts'), { runs: [handlerRun({})] }),
       ]);
       expect(onlyResult(bigint)).toMatchObject({
         ok: false,
         phase: 'handler',
         error: { name: 'ResultSerializationError' },
       });
-      expect(onlyResult(undef)).toEqual({ type: 'result', ok: true, value: null });
+      expect(onlyResult(undef)).toEqual({ type: 'result', run: 1, ok: true, value: null });
       expect(onlyResult(rejection)).toMatchObject({
         ok: false,
         phase: 'handler',
@@ -291,7 +315,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
       // The runner exits by itself once stdin closes after the result (exit code 0, not a
       // kill): the interval and the 1e9 ms timer it leaves do not keep the sandbox alive. The
       // bound is loose on purpose: only not waiting for those timers is asserted, not a speed.
-      expect(onlyResult(timers)).toEqual({ type: 'result', ok: true, value: 'done' });
+      expect(onlyResult(timers)).toEqual({ type: 'result', run: 1, ok: true, value: 'done' });
       expect(timers.exit.exitCode).toBe(0);
       expect(timers.timings.exited - timers.timings.result!).toBeLessThan(15_000);
     });
@@ -299,7 +323,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
     test('an endless loop is stopped by kill(), and `exited` resolves', async () => {
       let killedAt = 0;
       const report = await run(spec('loop.ts'), {
-        event: eventFor({}),
+        runs: [handlerRun({})],
         afterEvent: (control) => {
           setTimeout(() => {
             killedAt = performance.now();
@@ -314,7 +338,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('`exited` resolves when the container is removed while it runs', async () => {
       const report = await run(spec('loop.ts'), {
-        event: eventFor({}),
+        runs: [handlerRun({})],
         afterEvent: (control) => void control.remove().then(() => control.remove()),
       });
       expect(report.results).toEqual([]);
@@ -324,7 +348,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
     test('a container killed from outside the driver exits 137 and is not taken for an OOM', async () => {
       const loop = spec('loop.ts');
       const report = await run(loop, {
-        event: eventFor({}),
+        runs: [handlerRun({})],
         afterEvent: () => {
           void (async () => {
             const [container] = await sandbox.driver.listContainers({
@@ -339,7 +363,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('a memory bomb is OOM-killed at the memory limit', async () => {
       const report = await run(spec('oom.ts', { limits: { memoryBytes: 128 * MiB } }), {
-        event: eventFor({}),
+        runs: [handlerRun({})],
       });
       expectOomKilled(report);
     });
@@ -350,7 +374,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
           allowNet: ['example.com', '1.1.1.1', '172.17.0.1'],
           command: target.unrestricted,
         }),
-        { event: eventFor({}) },
+        { runs: [handlerRun({})] },
       );
       // No name resolution, no route to the internet, and none to the host's Docker bridge (a
       // refused connection would mean there is a path).
@@ -362,7 +386,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('the code volume and the root filesystem are read-only; /tmp is writable', async () => {
       const report = await run(spec('write.ts', { command: target.unrestricted }), {
-        event: eventFor({}),
+        runs: [handlerRun({})],
       });
       const value = (onlyResult(report) as { value: Record<string, string> }).value;
       // The files are root's and the mounts read-only (see the inspect test): either refuses.
@@ -374,7 +398,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
 
     test('runs as uid 1000 without capabilities, under the sandbox runtime and the container rules', async () => {
       const report = await run(spec('whoami.ts', { command: target.unrestricted }), {
-        event: eventFor({}),
+        runs: [handlerRun({})],
       });
       const value = (onlyResult(report) as { value: Record<string, unknown> }).value;
       expect(value).toMatchObject({ uid: 1000, gid: 1000, cwd: '/code' });
@@ -395,7 +419,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
       let inspected:
         Awaited<ReturnType<ReturnType<typeof sandbox.docker.getContainer>['inspect']>> | undefined;
       await run(loop, {
-        event: eventFor({}),
+        runs: [handlerRun({})],
         afterEvent: (control) => {
           void (async () => {
             const [container] = await sandbox.driver.listContainers({
@@ -434,6 +458,143 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
         'dev.assist-tee.environment-id': sandbox.environmentId,
         'dev.assist-tee.execution-id': loop.labels.executionId,
       });
+    });
+
+    test('runs in one sandbox share module scope, globalThis and /tmp', async () => {
+      const report = await run(spec('session.ts'), {
+        runs: [1, 2, 3].map((id) => handlerRun({ id }, {}, { id })),
+      });
+      expect(report.results.map((result) => result.run)).toEqual([1, 2, 3]);
+      expect(report.results.map((result) => (result.ok ? result.value : result))).toEqual([
+        { count: 1, before: null, file: null, secret: null, sessionId: 'session-test' },
+        { count: 2, before: 'run 1', file: 'run 1', secret: null, sessionId: 'session-test' },
+        { count: 3, before: 'run 2', file: 'run 2', secret: null, sessionId: 'session-test' },
+      ]);
+      expect(report.exit).toEqual({ exitCode: 0, oomKilled: false });
+    });
+
+    test("a run's env is set for that run only", async () => {
+      const report = await run(spec('session.ts'), {
+        runs: [
+          handlerRun({ id: 1 }, { SECRET: 'one' }, { id: 1 }),
+          handlerRun({ id: 2 }, {}, { id: 2 }),
+          handlerRun({ id: 3 }, { SECRET: 'three' }, { id: 3 }),
+        ],
+      });
+      expect(report.results.map((result) => (result.ok ? result.value : result))).toMatchObject([
+        { secret: 'one' },
+        { secret: null },
+        { secret: 'three' },
+      ]);
+    });
+
+    test('a handler that throws fails its run only: the sandbox serves the next one', async () => {
+      const report = await run(spec('session.ts'), {
+        runs: [
+          handlerRun({ id: 1, fail: true }, {}, { id: 1 }),
+          handlerRun({ id: 2 }, {}, { id: 2 }),
+        ],
+      });
+      expect(report.results).toMatchObject([
+        { run: 1, ok: false, phase: 'handler', error: { name: 'Error', message: 'asked to fail' } },
+        { run: 2, ok: true, value: { count: 2, before: null } },
+      ]);
+      expect(report.exit.exitCode).toBe(0);
+    });
+
+    test('a snippet imports modules next to the main module; its default export is the result', async () => {
+      // The main module is in a directory: relative imports resolve against it, not /tmp.
+      const first = `import { double } from '../utils.ts';
+import { WHERE } from './entry.ts';
+(globalThis as any).stored = { doubled: double(21) };
+export default Promise.resolve({ doubled: double(21), where: WHERE });
+`;
+      const report = await run(spec('nested/entry.ts'), {
+        runs: [
+          snippetRun(first, ['../utils.ts', './entry.ts'], { id: 1 }),
+          snippetRun('export default (globalThis as any).stored;\n', [], { id: 2 }),
+          snippetRun("console.log('no default');\n", [], { id: 3 }),
+        ],
+      });
+      expect(report.results).toEqual([
+        { type: 'result', run: 1, ok: true, value: { doubled: 42, where: 'nested' } },
+        { type: 'result', run: 2, ok: true, value: { doubled: 42 } },
+        { type: 'result', run: 3, ok: true, value: null },
+      ]);
+      expect(logMessages(report)).toEqual(['no default']);
+      expect(report.stderr).toBe('');
+    });
+
+    test('a snippet that does not compile, or imports what is not installed, fails its run only', async () => {
+      const report = await run(spec('session.ts'), {
+        runs: [
+          snippetRun('export default 1 +;\n', [], { id: 1 }),
+          snippetRun(
+            `import pad from '${target.dialect.missingPackage}';\nexport default pad;\n`,
+            [target.dialect.missingPackage],
+            { id: 2 },
+          ),
+          snippetRun("export default 'still here';\n", [], { id: 3 }),
+        ],
+      });
+      expect(report.results).toMatchObject([
+        { run: 1, ok: false, phase: 'handler', error: { message: expect.any(String) as unknown } },
+        {
+          run: 2,
+          ok: false,
+          phase: 'handler',
+          error: { message: expect.stringMatching(target.missingPackageError) as unknown },
+        },
+        { run: 3, ok: true, value: 'still here' },
+      ]);
+      expect((report.results[0] as { error: { message: string } }).error.message).not.toBe('');
+    });
+
+    test('an uncaught error fails the run in progress; its late result is dropped', async () => {
+      const report = await run(spec('late.ts'), {
+        // Run 1's handler resolves 500 ms in, while run 2 is in progress.
+        runs: [
+          handlerRun({ floating: true, waitMs: 500 }, {}, { id: 1 }),
+          handlerRun({ waitMs: 1_000 }, {}, { id: 2 }),
+        ],
+      });
+      expect(report.results).toHaveLength(2);
+      expect(report.results).toMatchObject([
+        {
+          run: 1,
+          ok: false,
+          phase: 'handler',
+          error: { name: 'RangeError', message: 'floating rejection' },
+        },
+        { type: 'result', run: 2, ok: true, value: 'served' },
+      ]);
+      expect(report.exit.exitCode).toBe(0);
+    });
+
+    test('an error a run leaves behind is logged between runs; the next run works', async () => {
+      const report = await run(spec('late.ts'), {
+        runs: [handlerRun({ late: true }, {}, { id: 1 }), handlerRun({}, {}, { id: 2 })],
+        pauseMs: 1_000,
+      });
+      const shown = report.frames.map((frame) =>
+        frame.type === 'log'
+          ? `${frame.level}: ${frame.message}`
+          : frame.type === 'result'
+            ? `result ${frame.run}`
+            : frame.type,
+      );
+      expect(shown).toEqual([
+        'ready',
+        'result 1',
+        'error: Uncaught (between calls): RangeError: late rejection',
+        'error: Uncaught (between calls): TypeError: late throw',
+        'result 2',
+      ]);
+      expect(report.results).toMatchObject([
+        { ok: true, value: 'served' },
+        { ok: true, value: 'served' },
+      ]);
+      expect(report.exit.exitCode).toBe(0);
     });
   });
 }

@@ -1,6 +1,7 @@
 // The Deno runner: Deno runs this inside the sandbox as `/runner/runner.ts <main module>`. The
 // protocol lives in ./core.ts (runtimes/core/runner/core.ts, copied next to this file in the
-// image); this file only hands it Deno's stdio, console formatting, exit, env and error events.
+// image); this file only hands it Deno's stdio, console formatting, exit, env, files and error
+// events.
 // Everything is captured here, before the core imports any user code.
 import { type RunnerHost, startRunner, uncurry } from './core.ts';
 
@@ -9,6 +10,9 @@ const stdinRead = Deno.stdin.read.bind(Deno.stdin);
 const denoInspect = Deno.inspect;
 const exit = Deno.exit;
 const envSet = Deno.env.set.bind(Deno.env);
+const envDelete = Deno.env.delete.bind(Deno.env);
+const mkdirSync = Deno.mkdirSync;
+const writeTextFileSync = Deno.writeTextFileSync;
 const addEventListener = globalThis.addEventListener.bind(globalThis);
 const preventDefault = uncurry(Event.prototype.preventDefault);
 const Uint8ArrayCtor = Uint8Array;
@@ -28,6 +32,11 @@ const host: RunnerHost = {
   inspect: (value) => denoInspect(value, inspectOptions),
   exit: (code) => exit(code),
   setEnv: (name, value) => envSet(name, value),
+  unsetEnv: (name) => envDelete(name),
+  makeDirectory: (path) => mkdirSync(path, { recursive: true }),
+  writeFile: (path, text) => writeTextFileSync(path, text),
+  // The import map (--import-map, with dependencies) applies to every module, wherever it is.
+  resolveBare: (specifier) => specifier,
   onUncaught: (listener) => {
     const onEvent = (event: Event & { reason?: unknown; error?: unknown }) => {
       preventDefault(event);

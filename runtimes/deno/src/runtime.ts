@@ -15,6 +15,7 @@ import {
 } from './dependencies.js';
 
 export const DENO_BINARY_PATH = '/usr/bin/deno';
+const TMP_DIR = '/tmp';
 
 // Execution flags, each for a reason:
 // --quiet: no "Download"/"Check" diagnostics mixed into the output;
@@ -24,10 +25,13 @@ export const DENO_BINARY_PATH = '/usr/bin/deno';
 // without dependencies --no-lock/--no-remote/--no-npm make a remote import fail fast with a
 //   clear error; with them, the setup's import map, DENO_DIR and lockfile (--frozen) apply;
 // --no-code-cache: a V8 code cache in /tmp would die with the sandbox; it only costs tmpfs;
-// --allow-read=/code,/runner: the user's modules and the runner, nothing else of the filesystem;
+// --allow-read=/code,/runner,/tmp and --allow-write=/tmp: the user's modules, the runner and the
+//   sandbox's own size-capped tmpfs, nothing else of the filesystem. The runner writes snippets
+//   to /tmp and imports them from there; a handler may use /tmp too, and a session keeps its
+//   files there between calls;
 // --allow-env: the runner sets the event's env and handlers read it;
 // --allow-net=<hosts>: only with the environment's permissions.allow_net, and only those hosts.
-// No --allow-write/--allow-run/--allow-ffi/--allow-sys.
+// No --allow-run/--allow-ffi/--allow-sys.
 const RUN_FLAGS = [
   'run',
   '--quiet',
@@ -35,7 +39,8 @@ const RUN_FLAGS = [
   '--no-config',
   '--cached-only',
   '--no-code-cache',
-  `--allow-read=${CODE_DIR},${RUNNER_DIR}`,
+  `--allow-read=${CODE_DIR},${RUNNER_DIR},${TMP_DIR}`,
+  `--allow-write=${TMP_DIR}`,
   '--allow-env',
 ];
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { RUNNER_ENTRY_PATH } from '@assist-tee/runtime-core';
 import { buildDenoImage, denoRuntime } from '../src/index.js';
-import { eventFor, onlyResult } from '../../core/testing/harness.js';
+import { handlerRun, onlyResult } from '../../core/testing/harness.js';
 import {
   describeSandboxSuite,
   type RuntimeUnderTest,
@@ -79,24 +79,26 @@ describe('the deno command', () => {
 describe.concurrent('deno permissions and engine in a sandbox', () => {
   const { run, spec } = sandbox;
 
-  test('without permissions a handler can neither connect nor write', async () => {
+  test('without permissions a handler can neither connect nor write outside /tmp', async () => {
     const [fetched, written] = await Promise.all([
-      run(spec('fetch.ts'), { event: eventFor({}) }),
-      run(spec('write.ts'), { event: eventFor({}) }),
+      run(spec('fetch.ts'), { runs: [handlerRun({})] }),
+      run(spec('write.ts'), { runs: [handlerRun({})] }),
     ]);
     for (const line of (onlyResult(fetched) as { value: string[] }).value) {
       expect(line).toMatch(/NotCapable: Requires net access/);
     }
-    for (const outcome of Object.values(
-      (onlyResult(written) as { value: Record<string, string> }).value,
-    )) {
+    const { '/tmp/scratch.txt': scratch, ...elsewhere } = (
+      onlyResult(written) as { value: Record<string, string> }
+    ).value;
+    for (const outcome of Object.values(elsewhere))
       expect(outcome).toMatch(/Requires write access/);
-    }
+    // The sandbox's own tmpfs: snippets are written there, and a session keeps its files.
+    expect(scratch).toBe('written');
   });
 
   test('allow_net grants those hosts only', async () => {
     const report = await run(spec('fetch.ts', { allowNet: ['example.com'] }), {
-      event: eventFor({}),
+      runs: [handlerRun({})],
     });
     const [allowed, other, host] = (onlyResult(report) as { value: string[] }).value;
     // Past deno's permission check, into the sandbox's missing network.
@@ -111,7 +113,7 @@ describe.concurrent('deno permissions and engine in a sandbox', () => {
     // about 300 MiB the heap limit is reached before the cgroup limit. The execution service
     // must classify this exit as running out of memory too.
     const report = await run(spec('heap.ts', { limits: { memoryBytes: 512 * MiB } }), {
-      event: eventFor({}),
+      runs: [handlerRun({})],
     });
     expect(report.results).toEqual([]);
     expect(report.exit).toEqual({ exitCode: 133, oomKilled: false });

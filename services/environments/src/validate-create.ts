@@ -3,7 +3,7 @@ import type { Config } from '@assist-tee/config';
 import { type CreateEnvironmentRequest, Runtime } from '@assist-tee/proto';
 import { describeAddress, isPublicAddress, parseAllowNetEntry } from '@assist-tee/egress';
 import { type Dependencies, parseNpmSpecifier } from '@assist-tee/runtime-core';
-import { invalidArgument } from '@assist-tee/server';
+import { invalidArgument, validateLabels } from '@assist-tee/server';
 import { manifestPathProblem } from './manifest-paths.js';
 
 export interface ModuleFile {
@@ -29,12 +29,6 @@ type ModuleLimits = Config['modules'] &
 
 const MAX_ALLOW_NET = 64;
 const MAX_ALLOW_ENV = 64;
-const MAX_LABELS = 64;
-const MAX_LABEL_VALUE_LENGTH = 256;
-// Kubernetes-like label keys: short, plain, and safe to show anywhere.
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9_./-]{0,61}[A-Za-z0-9])?$/;
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const MAX_URL_LENGTH = 2048;
 
 // Module paths are relative, "/"-separated and made of plain names: nothing that could escape
@@ -167,29 +161,6 @@ function validateDependencies(
     if (problem !== undefined) throw invalidArgument(`dependencies.url[${index}]`, problem);
   });
   return { npm: [...npm], url: [...url] };
-}
-
-function validateLabels(labels: Record<string, string>): void {
-  const keys = Object.keys(labels);
-  if (keys.length > MAX_LABELS) {
-    throw invalidArgument('labels', `at most ${MAX_LABELS} labels are allowed, got ${keys.length}`);
-  }
-  for (const key of keys) {
-    const field = `labels[${JSON.stringify(key)}]`;
-    if (!LABEL_KEY.test(key)) {
-      throw invalidArgument(
-        field,
-        'a key is 1 to 63 letters, digits and _ . / - (starting and ending with a letter or digit)',
-      );
-    }
-    const value = labels[key]!;
-    if (value.length > MAX_LABEL_VALUE_LENGTH) {
-      throw invalidArgument(field, `is longer than ${MAX_LABEL_VALUE_LENGTH} characters`);
-    }
-    if (CONTROL_CHARACTER.test(value)) {
-      throw invalidArgument(field, 'must not contain control characters');
-    }
-  }
 }
 
 /** Why `entry` is not an acceptable https module URL, or undefined when it is. */

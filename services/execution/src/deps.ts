@@ -15,6 +15,7 @@ import type {
   SandboxMemory,
 } from '@assist-tee/server';
 import type { Egress } from './egress.js';
+import type { Sessions } from './sessions.js';
 import type { WarmPool } from './warm-pool.js';
 
 /** What the ExecutionService's handlers work with. */
@@ -46,4 +47,9 @@ export interface ExecutionDeps {
   warnings: readonly string[];
   /** The EnvironmentService: the execution service never reads the environments table. */
   environments: Client<typeof EnvironmentService>;
+  /** The sessions whose sandboxes this instance holds. */
+  sessions: Sessions;
 }
+
+/** What everything but the sessions themselves works with. */
+export type CoreDeps = Omit<ExecutionDeps, 'sessions'>;

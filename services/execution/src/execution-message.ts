@@ -47,6 +47,7 @@ export function toExecutionMessage(
     id: row.id,
     environmentId: row.environmentId,
     tenantId: row.tenantId,
+    sessionId: row.sessionId ?? '',
     status: ExecutionStatus[row.status],
     // A handler may return null: that is a result too, so presence follows the status.
     result:

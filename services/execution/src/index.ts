@@ -6,7 +6,7 @@ import {
   openDatabase,
 } from '@assist-tee/db';
 import { startOutbox } from '@assist-tee/outbox';
-import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService, SessionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
@@ -23,16 +23,22 @@ import {
   type Service,
 } from '@assist-tee/server';
 import { onEnvironmentEvent } from './consumers/environment-events.js';
-import type { ExecutionDeps } from './deps.js';
+import type { CoreDeps, ExecutionDeps } from './deps.js';
 import { type Egress, startEgress } from './egress.js';
 import { finishAbandonedExecutions } from './recover.js';
+import { createSession } from './rpc/create-session.js';
+import { endSession } from './rpc/end-session.js';
 import { execute } from './rpc/execute.js';
 import { executeStream } from './rpc/execute-stream.js';
 import { getExecution } from './rpc/get-execution.js';
 import { getPoolStatus } from './rpc/get-pool-status.js';
+import { getSession } from './rpc/get-session.js';
+import { listSessions } from './rpc/list-sessions.js';
+import { sessionSandboxes } from './rpc/session-sandboxes.js';
 import { listExecutions } from './rpc/list-executions.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
 import { launchSandbox } from './launch.js';
+import { Sessions } from './sessions.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A per-instance consumer left by an instance that is gone is removed after this. */
@@ -93,7 +99,7 @@ export async function createExecutionService(
     isDeleted: (environmentId) => isEnvironmentDeleted(environments, environmentId),
     logger: logger.child({ component: 'pool' }),
   });
-  const deps: ExecutionDeps = {
+  const core: CoreDeps = {
     ...launchDeps,
     db,
     bus,
@@ -121,6 +127,7 @@ export async function createExecutionService(
     memory: infrastructure.sandboxMemory,
     warnings,
   };
+  const deps: ExecutionDeps = { ...core, sessions: new Sessions(core) };
   const implementation: ServiceImpl<typeof ExecutionService> = {
     execute: execute(deps),
     executeStream: executeStream(deps),
@@ -134,11 +141,19 @@ export async function createExecutionService(
     routes: (router) =>
       router
         .service(ExecutionService, implementation)
-        .service(admin.WarmPoolService, { getPoolStatus: getPoolStatus(deps) }),
+        .service(SessionService, {
+          createSession: createSession(deps),
+          getSession: getSession(deps),
+          listSessions: listSessions(deps),
+          endSession: endSession(deps),
+        })
+        .service(admin.WarmPoolService, { getPoolStatus: getPoolStatus(deps) })
+        .service(admin.SessionSandboxService, sessionSandboxes(deps)),
     healthChecks: [{ name: 'postgres:execution', check: () => db.ping() }],
     warnings,
     start: async () => {
       await finishAbandonedExecutions(deps, 'own');
+      await deps.sessions.endOwnLost();
       // Keys this instance left running are cut off like its executions: retries are Aborted.
       await deps.idempotency.start();
       stuckSweep = setInterval(() => {
@@ -169,6 +184,7 @@ export async function createExecutionService(
       clearInterval(stuckSweep);
       deps.idempotency.stop();
       await consumer?.stop();
+      await deps.sessions.close();
       await pool.close();
       await egress.close();
       await outbox.close();

@@ -4,7 +4,7 @@ import { findRuntime, hasDependencies, type SandboxRuntime } from '@assist-tee/r
 import { caBundleAccess, environmentVolumeName, type SandboxLabels } from '@assist-tee/sandbox';
 import { failedPrecondition, type MemoryReservation } from '@assist-tee/server';
 import type { ExecutionDeps } from './deps.js';
-import { HandlerSandbox } from './handler-sandbox.js';
+import { RunnerSandbox } from './runner-sandbox.js';
 
 const MiB = 1024 * 1024;
 
@@ -42,7 +42,7 @@ export function launchSandbox(
   limits: Pick<ExecutionLimits, 'memoryMb' | 'cpuMillicores'>,
   labels: Omit<SandboxLabels, 'owner' | 'instanceId' | 'environmentId'>,
   memory: MemoryReservation,
-): Promise<HandlerSandbox> {
+): Promise<RunnerSandbox> {
   let runtime: SandboxRuntime;
   try {
     runtime = runtimeOf(deps, environment);
@@ -58,7 +58,7 @@ export function launchSandbox(
   const egress = run.allowNet.length > 0 ? deps.egress.grant(run.allowNet) : undefined;
   const ca = caBundleAccess(egress === undefined ? '' : deps.config.setup.caBundle);
   const { execution } = deps.config;
-  return HandlerSandbox.launch({
+  return RunnerSandbox.launch({
     driver: deps.sandbox,
     spec: {
       image: runtime.image,
@@ -86,7 +86,7 @@ export function launchSandbox(
       },
     },
     startupTimeoutMs: execution.startupTimeoutMs,
-    maxInitOutputBytes: execution.maxima.maxOutputBytes,
+    maxIdleOutputBytes: execution.maxima.maxOutputBytes,
     logger: deps.logger,
     onRemoved: () => {
       egress?.revoke();

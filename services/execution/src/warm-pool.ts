@@ -2,7 +2,7 @@ import type { ColdStartReasonName } from '@assist-tee/db';
 import type { Logger } from '@assist-tee/logger';
 import type { Environment } from '@assist-tee/proto';
 import type { MemoryReservation, SandboxMemory } from '@assist-tee/server';
-import type { HandlerSandbox } from './handler-sandbox.js';
+import type { RunnerSandbox } from './runner-sandbox.js';
 import { type EnvironmentDemand, evictionOrder, planPool, warmTarget } from './pool-plan.js';
 
 export interface WarmPoolSettings {
@@ -29,7 +29,7 @@ export interface WarmPoolOptions {
    * Starts a sandbox for the environment with the default limits, labelled as warm; `memory`
    * is released once it is removed (or could not be started).
    */
-  launch(environment: Environment, memory: MemoryReservation): Promise<HandlerSandbox>;
+  launch(environment: Environment, memory: MemoryReservation): Promise<RunnerSandbox>;
   /** Whether the environment was deleted (its sandboxes go before environment.deleted comes). */
   isDeleted(environmentId: string): Promise<boolean>;
   logger: Logger;
@@ -54,7 +54,7 @@ export interface EnvironmentPoolStatus extends PoolCounters {
 
 /** A warm sandbox for the caller, or why there is none (it starts a cold one). */
 export type Take =
-  | { sandbox: HandlerSandbox; coldStartReason?: undefined }
+  | { sandbox: RunnerSandbox; coldStartReason?: undefined }
   | { sandbox?: undefined; coldStartReason: ColdStartReasonName };
 
 /**
@@ -70,12 +70,12 @@ const REFILL_DELAY_MS = 200;
 
 interface EnvironmentPool {
   environment: Environment;
-  ready: HandlerSandbox[];
+  ready: RunnerSandbox[];
   /**
    * Starts for the pool, each resolving with its sandbox once ready (undefined if it failed).
    * An execution that takes one while it starts removes it from here: it is theirs.
    */
-  starting: Set<Promise<HandlerSandbox | undefined>>;
+  starting: Set<Promise<RunnerSandbox | undefined>>;
   takes: number[];
   lastUseAt: number;
   failures: number;
@@ -101,7 +101,7 @@ export class WarmPool {
   private readonly removals = new Set<Promise<void>>();
   private readonly starts = new Set<Promise<unknown>>();
   /** Each warm sandbox's memory, promoted to running when an execution takes it. */
-  private readonly memoryOf = new WeakMap<HandlerSandbox, MemoryReservation>();
+  private readonly memoryOf = new WeakMap<RunnerSandbox, MemoryReservation>();
   private readonly counters: PoolCounters = { hits: 0, misses: 0, evictions: 0 };
   /** Evicted sandboxes still being removed: they hold their memory until they are gone. */
   private leaving = 0;
@@ -133,7 +133,7 @@ export class WarmPool {
   }
 
   /** A ready sandbox of the environment that nothing has used, or undefined when none is. */
-  takeReady(environmentId: string): HandlerSandbox | undefined {
+  takeReady(environmentId: string): RunnerSandbox | undefined {
     const pool = this.enabled ? this.pools.get(environmentId) : undefined;
     const sandbox = pool === undefined ? undefined : this.takeIdle(pool);
     if (sandbox === undefined) return undefined;
@@ -160,7 +160,7 @@ export class WarmPool {
     if (ready === undefined && start !== undefined) pool.starting.delete(start);
     let sandbox = ready ?? (await start);
     // It said ready, and may have died since: it is ours to remove then.
-    if (sandbox !== undefined && !sandbox.idle) {
+    if (sandbox !== undefined && !sandbox.unused) {
       this.discard(sandbox);
       sandbox = undefined;
     }
@@ -173,7 +173,7 @@ export class WarmPool {
    * close() waits for the removal. Both begin on the next turn of the event loop: a run's
    * sandbox is discarded just before its answer is written, and that goes first.
    */
-  discard(sandbox: HandlerSandbox): void {
+  discard(sandbox: RunnerSandbox): void {
     const removal = new Promise((resolve) => setImmediate(resolve)).then(() => {
       this.schedule();
       return sandbox.remove();
@@ -330,15 +330,15 @@ export class WarmPool {
   }
 
   /** The sandbox leaves the pool for an execution, its memory now counted as running. */
-  private handOut(sandbox: HandlerSandbox): HandlerSandbox {
+  private handOut(sandbox: RunnerSandbox): RunnerSandbox {
     this.memoryOf.get(sandbox)?.promote();
     return sandbox;
   }
 
-  private takeIdle(pool: EnvironmentPool): HandlerSandbox | undefined {
+  private takeIdle(pool: EnvironmentPool): RunnerSandbox | undefined {
     while (pool.ready.length > 0) {
       const sandbox = pool.ready.shift()!;
-      if (sandbox.idle) return sandbox;
+      if (sandbox.unused) return sandbox;
       this.discard(sandbox);
     }
     return undefined;
@@ -435,7 +435,7 @@ export class WarmPool {
   /** A start that failed: its environment waits before the next try, longer each time. */
   private failed(
     pool: EnvironmentPool,
-    sandbox: HandlerSandbox | undefined,
+    sandbox: RunnerSandbox | undefined,
     error?: unknown,
   ): undefined {
     if (sandbox !== undefined) this.discard(sandbox);
@@ -465,7 +465,7 @@ export class WarmPool {
   }
 
   /** Removes a sandbox; once it is gone (its memory given back) the pool plans again. */
-  private remove(sandbox: HandlerSandbox): Promise<void> {
+  private remove(sandbox: RunnerSandbox): Promise<void> {
     const removal = sandbox.remove();
     this.track(removal);
     return removal;

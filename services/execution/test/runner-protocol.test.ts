@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LineSplitter, splitFrameLine } from '../src/runner-protocol.js';
+import { LineSplitter, logLineOf, splitFrameLine } from '../src/runner-protocol.js';
 
 const parseFrame = (line: string, key: string) => splitFrameLine(line, key).frame;
 
@@ -8,17 +8,15 @@ const nonce = '0123456789abcdef0123456789abcdef';
 describe('parseFrame', () => {
   it('reads frames carrying the nonce', () => {
     expect(parseFrame(`${nonce} {"type":"ready"}`, nonce)).toEqual({ type: 'ready' });
-    expect(parseFrame(`${nonce} {"type":"result","ok":true,"value":{"sum":3}}`, nonce)).toEqual({
-      type: 'result',
-      ok: true,
-      value: { sum: 3 },
-    });
+    expect(
+      parseFrame(`${nonce} {"type":"result","run":2,"ok":true,"value":{"sum":3}}`, nonce),
+    ).toEqual({ type: 'result', run: 2, ok: true, value: { sum: 3 } });
     expect(
       parseFrame(`${nonce} {"type":"log","level":"warn","message":"careful","time":5}`, nonce),
-    ).toEqual({ type: 'log', line: { level: 'WARN', message: 'careful', time: 5 } });
+    ).toEqual({ type: 'log', level: 'warn', message: 'careful', time: 5 });
   });
 
-  it('turns a missing result value into null and fills in error fields', () => {
+  it('turns a missing result value into null and fills in run, phase and error fields', () => {
     expect(parseFrame(`${nonce} {"type":"result","ok":true}`, nonce)).toMatchObject({
       value: null,
     });
@@ -26,10 +24,14 @@ describe('parseFrame', () => {
       parseFrame(`${nonce} {"type":"result","ok":false,"error":{"message":"m"}}`, nonce),
     ).toEqual({
       type: 'result',
+      run: 0,
       ok: false,
       phase: 'handler',
       error: { name: 'Error', message: 'm', stack: '' },
     });
+    expect(
+      parseFrame(`${nonce} {"type":"log","level":"loud","message":7,"time":"x"}`, nonce),
+    ).toMatchObject({ type: 'log', level: 'info', message: '' });
   });
 
   it('separates output glued in front of a frame by a partial line', () => {
@@ -72,9 +74,10 @@ describe('LineSplitter', () => {
       `${nonce} {"type":"log","level":"info","message":"\\u001b[2Jred\\r\\tok\\nnext","time":1}`,
       nonce,
     );
-    expect(frame).toEqual({
-      type: 'log',
-      line: { level: 'INFO', message: '\\x1b[2Jred\\x0d\tok\nnext', time: 1 },
+    expect(frame?.type === 'log' && logLineOf(frame)).toEqual({
+      level: 'INFO',
+      message: '\\x1b[2Jred\\x0d\tok\nnext',
+      time: 1,
     });
   });
 });

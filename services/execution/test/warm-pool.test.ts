@@ -3,7 +3,7 @@ import { createLogger } from '@assist-tee/logger';
 import { EnvironmentSchema } from '@assist-tee/proto';
 import { type MemoryReservation, SandboxMemory } from '@assist-tee/server';
 import { describe, expect, it } from 'vitest';
-import type { HandlerSandbox } from '../src/handler-sandbox.js';
+import type { RunnerSandbox } from '../src/runner-sandbox.js';
 import { WarmPool, type WarmPoolSettings } from '../src/warm-pool.js';
 
 /**
@@ -30,7 +30,7 @@ class StubSandbox {
     void this.ended.then(() => (this.gone = true));
   }
 
-  get idle(): boolean {
+  get unused(): boolean {
     return this.isReady && !this.gone;
   }
 
@@ -61,7 +61,7 @@ function poolWith(memory: SandboxMemory, settings: Partial<WarmPoolSettings> = {
     launch: (launchedFor, reservation) => {
       const sandbox = new StubSandbox(reservation, launchedFor.id);
       launched.push(sandbox);
-      return Promise.resolve(sandbox as unknown as HandlerSandbox);
+      return Promise.resolve(sandbox as unknown as RunnerSandbox);
     },
     isDeleted: () => Promise.resolve(false),
     logger: createLogger({ level: 'silent' }),

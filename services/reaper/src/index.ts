@@ -18,11 +18,12 @@ export interface ReaperServiceOptions {
   /** How to reach the other services; by default over HTTP at the configured URLs. */
   environments?: Client<typeof EnvironmentService>;
   executions?: Client<typeof ExecutionService>;
+  sessions?: Client<typeof admin.SessionSandboxService>;
 }
 
 /**
- * The operator API's ReaperService (admin.v1; the auth layer refuses tenants' keys): sweeps on an interval and on Sweep (TTL expiry, orphan containers,
- * volumes and runsc sandboxes), one replica at a time under a Postgres advisory lock, and records each sweep so
+ * The operator API's ReaperService (admin.v1; the auth layer refuses tenants' keys): sweeps on an interval and on Sweep (TTL expiry, lost sessions,
+ * orphan containers, volumes and runsc sandboxes), one replica at a time under a Postgres advisory lock, and records each sweep so
  * GetStatus on any replica reports the last one. It also follows every event through a
  * durable consumer and counts them.
  */
@@ -41,6 +42,8 @@ export async function createReaperService(
     environments:
       options.environments ?? createClient(EnvironmentService, apart(config.environmentsUrl)),
     executions: options.executions ?? createClient(ExecutionService, apart(config.executionUrl)),
+    sessions:
+      options.sessions ?? createClient(admin.SessionSandboxService, apart(config.executionUrl)),
     sandbox,
     logger,
     orphanGraceMs: config.reaper.orphanGraceMs,

@@ -3,6 +3,7 @@ import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import type { SweepReportRecord } from '@assist-tee/db';
 import type { Logger } from '@assist-tee/logger';
 import {
+  type admin,
   DeletionReason,
   type Environment,
   type EnvironmentService,
@@ -21,6 +22,7 @@ import {
 export interface SweepDeps {
   environments: Client<typeof EnvironmentService>;
   executions: Client<typeof ExecutionService>;
+  sessions: Client<typeof admin.SessionSandboxService>;
   sandbox: SandboxDriver;
   logger: Logger;
   /** Containers and volumes younger than this are left alone: their owner may be mid-write. */
@@ -36,9 +38,10 @@ export interface SweepDeps {
 
 /**
  * One sweep: environments past their TTL are deleted through the EnvironmentService (reason
- * EXPIRED, so environment.deleted says so), then containers and volumes of this deployment that
- * nothing owns any more are removed, and runsc sandboxes the engine no longer lists. Executions stuck RUNNING are the execution service's to
- * finish (it owns their rows); it does so on start and on its own interval.
+ * EXPIRED, so environment.deleted says so), sessions whose instance is gone are ended as LOST,
+ * then containers and volumes of this deployment that nothing owns any more are removed, and
+ * runsc sandboxes the engine no longer lists. Executions stuck RUNNING are the execution
+ * service's to finish (it owns their rows); it does so on start and on its own interval.
  */
 export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepReportRecord> {
   const report: SweepReportRecord = {
@@ -46,6 +49,7 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
     removedContainers: 0,
     removedVolumes: 0,
     removedRunscSandboxes: 0,
+    lostSessions: 0,
     errors: [],
   };
   const failed = (what: string, error: unknown) => {
@@ -77,14 +81,18 @@ export async function sweep(deps: SweepDeps, now = Date.now()): Promise<SweepRep
   };
   const warmIsOrphan = (environmentId: string | undefined, created: Date) =>
     !liveOwner(environmentId) || created.getTime() < now - deps.orphanGraceMs - deps.warmMaxAgeMs;
+  const held = await sessionSandboxes(deps, report, failed);
   for (const container of await deps.sandbox.listContainers({})) {
     if (!oldEnough(container.createdAt)) continue;
     try {
       const labels = fromDockerLabels(container.labels);
+      if (held === undefined ? ownedByExecution(labels) : held.has(container.id)) continue;
+      // A session-labelled container no session holds: its session ended or was never stored.
       const orphan =
-        labels.pool === 'warm'
+        labels.sessionId !== undefined ||
+        (labels.pool === 'warm'
           ? warmIsOrphan(labels.environmentId, container.createdAt)
-          : await containerIsOrphan(deps, labels);
+          : await containerIsOrphan(deps, labels));
       if (!orphan) continue;
       await deps.sandbox.removeContainer(container.id);
       report.removedContainers += 1;
@@ -143,6 +151,32 @@ async function removeStrayRunscSandboxes(
     }
   }
   return removed;
+}
+
+/**
+ * The containers ACTIVE sessions hold, once the sessions of gone instances are ended as LOST;
+ * undefined (the failure recorded) when the execution service cannot say, and then no
+ * container it may own is taken for an orphan.
+ */
+async function sessionSandboxes(
+  deps: SweepDeps,
+  report: SweepReportRecord,
+  failed: (what: string, error: unknown) => void,
+): Promise<Set<string> | undefined> {
+  try {
+    const { sessionIds } = await deps.sessions.endLostSessions({});
+    report.lostSessions = sessionIds.length;
+    const { sandboxes } = await deps.sessions.listSessionSandboxes({});
+    return new Set(sandboxes.map((sandbox) => sandbox.containerId));
+  } catch (error) {
+    failed('listing session sandboxes', error);
+    return undefined;
+  }
+}
+
+/** What the execution service may hold: its executions', warm and sessions' sandboxes. */
+function ownedByExecution(labels: ReturnType<typeof fromDockerLabels>): boolean {
+  return labels.owner === 'execution' || labels.sessionId !== undefined;
 }
 
 /** Every environment that is not DELETED, by id. */

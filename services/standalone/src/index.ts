@@ -1,7 +1,7 @@
 import { createClient, createRouterTransport } from '@connectrpc/connect';
 import { createEnvironmentsService } from '@assist-tee/environments';
 import { createExecutionService } from '@assist-tee/execution';
-import { EnvironmentService, ExecutionService } from '@assist-tee/proto';
+import { admin, EnvironmentService, ExecutionService } from '@assist-tee/proto';
 import { createReaperService } from '@assist-tee/reaper';
 import { bearer, errorInterceptor, type Infrastructure, type Service } from '@assist-tee/server';
 
@@ -25,9 +25,11 @@ export async function createAllServices(infrastructure: Infrastructure): Promise
     const execution = await createExecutionService(infrastructure, {
       environments: environmentsClient,
     });
+    const executionTransport = inMemory(execution);
     const reaper = await createReaperService(infrastructure, {
       environments: environmentsClient,
-      executions: createClient(ExecutionService, inMemory(execution)),
+      executions: createClient(ExecutionService, executionTransport),
+      sessions: createClient(admin.SessionSandboxService, executionTransport),
     });
     return [environments, execution, reaper];
   } catch (error) {

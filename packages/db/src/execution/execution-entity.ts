@@ -44,6 +44,8 @@ export const ExecutionEntitySchema = defineEntity({
     // No foreign key: environments live in another service's schema.
     environmentId: p.uuid(),
     tenantId: p.text(),
+    // The session it ran in; null outside one.
+    sessionId: p.uuid().strictNullable(),
     status: p.enum([
       'RUNNING',
       'SUCCEEDED',
@@ -86,6 +88,11 @@ export const ExecutionEntitySchema = defineEntity({
         // reports phantom drift. Ties on created_at are rare; Postgres sorts them incrementally.
         { name: 'id' },
       ],
+    },
+    {
+      // A session's executions newest first, with the same keyset cursor.
+      name: 'execution_session_id_created_at_id_idx',
+      columns: [{ name: 'session_id' }, { name: 'created_at', sort: 'desc' }, { name: 'id' }],
     },
   ],
 });

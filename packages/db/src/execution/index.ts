@@ -1,2 +1,3 @@
 export * from './execution-entity.js';
+export * from './session-entity.js';
 export { executionMigrations } from './migrations/index.js';

@@ -6,6 +6,8 @@ export interface SweepReportRecord {
   removedVolumes: number;
   /** Absent in sweeps recorded before it was counted. */
   removedRunscSandboxes?: number;
+  /** Sessions ended as LOST; absent in sweeps recorded before sessions. */
+  lostSessions?: number;
   errors: string[];
 }
 

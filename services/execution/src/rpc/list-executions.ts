@@ -10,22 +10,25 @@ import { callerTenant, invalidArgument, isUuid, pageQuery, toPage } from '@assis
 import type { ExecutionDeps } from '../deps.js';
 import { toExecutionMessage } from '../execution-message.js';
 
-/** An environment's executions, newest first, without logs and results. */
+/** An environment's or a session's executions, newest first, without logs and results. */
 export function listExecutions(deps: ExecutionDeps) {
   return async (
     request: ListExecutionsRequest,
     context: HandlerContext,
   ): Promise<ListExecutionsResponse> => {
-    if (request.environmentId === '') throw invalidArgument('environment_id', 'is required');
+    if (request.environmentId === '' && request.sessionId === '') {
+      throw invalidArgument('environment_id', 'is required unless session_id is set');
+    }
     const tenantId = callerTenant(context);
     const query = pageQuery(request);
-    if (!isUuid(request.environmentId)) {
-      return create(ListExecutionsResponseSchema, {});
-    }
+    // No execution has an environment or session id that is not a uuid.
+    const ids = [request.environmentId, request.sessionId].filter((id) => id !== '');
+    if (!ids.every(isUuid)) return create(ListExecutionsResponseSchema, {});
     const rows = await deps.db.em().find(
       ExecutionEntity,
       {
-        environmentId: request.environmentId,
+        ...(request.environmentId === '' ? {} : { environmentId: request.environmentId }),
+        ...(request.sessionId === '' ? {} : { sessionId: request.sessionId }),
         ...(tenantId === undefined ? {} : { tenantId }),
         ...query.where,
       },

@@ -6,6 +6,7 @@ import { ResultErrorJson } from './0004-result-error-json.js';
 import { ExecutionTenant } from './0005-tenant.js';
 import { ExecutionIdempotencyKey } from './0006-idempotency-key.js';
 import { ColdStartReason } from './0007-cold-start-reason.js';
+import { Sessions } from './0008-sessions.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
@@ -16,4 +17,5 @@ export const executionMigrations: MigrationObject[] = [
   { name: '0005-tenant', class: ExecutionTenant },
   { name: '0006-idempotency-key', class: ExecutionIdempotencyKey },
   { name: '0007-cold-start-reason', class: ColdStartReason },
+  { name: '0008-sessions', class: Sessions },
 ];

@@ -10,6 +10,8 @@ import type { Environment } from "./environment_pb.js";
 import { file_assist_tee_v1_environment } from "./environment_pb.js";
 import type { Execution } from "./execution_pb.js";
 import { file_assist_tee_v1_execution } from "./execution_pb.js";
+import type { Session } from "./session_pb.js";
+import { file_assist_tee_v1_session } from "./session_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/events.proto.
  */
 export const file_assist_tee_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IqoBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbhIRCgl0ZW5hbnRfaWQYBSABKAkijwEKEEV4ZWN1dGlvblN0YXJ0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMZXhlY3V0aW9uX2lkGAMgASgJEhYKDmVudmlyb25tZW50X2lkGAQgASgJEhEKCXRlbmFudF9pZBgFIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbmIGcHJvdG8z", [file_assist_tee_v1_common, file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_google_protobuf_timestamp]);
+  fileDesc("Chphc3Npc3RfdGVlL3YxL2V2ZW50cy5wcm90bxINYXNzaXN0X3RlZS52MSKBAQoSRW52aXJvbm1lbnRDcmVhdGVkEhAKCGV2ZW50X2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Vudmlyb25tZW50GAMgASgLMhouYXNzaXN0X3RlZS52MS5FbnZpcm9ubWVudCKAAQoRRW52aXJvbm1lbnRGYWlsZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZW52aXJvbm1lbnQYAyABKAsyGi5hc3Npc3RfdGVlLnYxLkVudmlyb25tZW50IqoBChJFbnZpcm9ubWVudERlbGV0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZW52aXJvbm1lbnRfaWQYAyABKAkSLQoGcmVhc29uGAQgASgOMh0uYXNzaXN0X3RlZS52MS5EZWxldGlvblJlYXNvbhIRCgl0ZW5hbnRfaWQYBSABKAkijwEKEEV4ZWN1dGlvblN0YXJ0ZWQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMZXhlY3V0aW9uX2lkGAMgASgJEhYKDmVudmlyb25tZW50X2lkGAQgASgJEhEKCXRlbmFudF9pZBgFIAEoCSJ8ChFFeGVjdXRpb25GaW5pc2hlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglleGVjdXRpb24YAyABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbiJ1Cg5TZXNzaW9uQ3JlYXRlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgdzZXNzaW9uGAMgASgLMhYuYXNzaXN0X3RlZS52MS5TZXNzaW9uInMKDFNlc3Npb25FbmRlZBIQCghldmVudF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgdzZXNzaW9uGAMgASgLMhYuYXNzaXN0X3RlZS52MS5TZXNzaW9uYgZwcm90bzM", [file_assist_tee_v1_common, file_assist_tee_v1_environment, file_assist_tee_v1_execution, file_assist_tee_v1_session, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.v1.EnvironmentCreated
@@ -177,4 +179,60 @@ export type ExecutionFinished = Message<"assist_tee.v1.ExecutionFinished"> & {
  */
 export const ExecutionFinishedSchema: GenMessage<ExecutionFinished> = /*@__PURE__*/
   messageDesc(file_assist_tee_v1_events, 4);
+
+/**
+ * @generated from message assist_tee.v1.SessionCreated
+ */
+export type SessionCreated = Message<"assist_tee.v1.SessionCreated"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: assist_tee.v1.Session session = 3;
+   */
+  session?: Session | undefined;
+};
+
+/**
+ * Describes the message assist_tee.v1.SessionCreated.
+ * Use `create(SessionCreatedSchema)` to create a new message.
+ */
+export const SessionCreatedSchema: GenMessage<SessionCreated> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_events, 5);
+
+/**
+ * @generated from message assist_tee.v1.SessionEnded
+ */
+export type SessionEnded = Message<"assist_tee.v1.SessionEnded"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The ended session, with its end_reason.
+   *
+   * @generated from field: assist_tee.v1.Session session = 3;
+   */
+  session?: Session | undefined;
+};
+
+/**
+ * Describes the message assist_tee.v1.SessionEnded.
+ * Use `create(SessionEndedSchema)` to create a new message.
+ */
+export const SessionEndedSchema: GenMessage<SessionEnded> = /*@__PURE__*/
+  messageDesc(file_assist_tee_v1_events, 6);
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file assist_tee/v1/execution.proto.
  */
 export const file_assist_tee_v1_execution: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hc3Npc3RfdGVlL3YxL2V4ZWN1dGlvbi5wcm90bxINYXNzaXN0X3RlZS52MSJtCghMb2dFbnRyeRImCgVsZXZlbBgBIAEoDjIXLmFzc2lzdF90ZWUudjEuTG9nTGV2ZWwSDwoHbWVzc2FnZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5FeGVjdXRpb25FcnJvchIMCgRuYW1lGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDQoFc3RhY2sYAyABKAkigwQKCUV4ZWN1dGlvbhIKCgJpZBgBIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvblN0YXR1cxImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSLAoFZXJyb3IYBSABKAsyHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkVycm9yEiUKBGxvZ3MYBiADKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5EhgKEG91dHB1dF90cnVuY2F0ZWQYByABKAgSEQoJZXhpdF9jb2RlGAggASgFEhMKC2R1cmF0aW9uX21zGAkgASgNEiUKBmxpbWl0cxgKIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzEgwKBHdhcm0YCyABKAgSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYDiABKAkSOQoRY29sZF9zdGFydF9yZWFzb24YDyABKA4yHi5hc3Npc3RfdGVlLnYxLkNvbGRTdGFydFJlYXNvbiLqAQoORXhlY3V0ZVJlcXVlc3QSFgoOZW52aXJvbm1lbnRfaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIzCgNlbnYYAyADKAsyJi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVSZXF1ZXN0LkVudkVudHJ5EiUKBmxpbWl0cxgEIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzEhIKCnJlcXVlc3RfaWQYBSABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI+Cg9FeGVjdXRlUmVzcG9uc2USKwoJZXhlY3V0aW9uGAEgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb24i9gEKFEV4ZWN1dGVTdHJlYW1SZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSOQoDZW52GAMgAygLMiwuYXNzaXN0X3RlZS52MS5FeGVjdXRlU3RyZWFtUmVxdWVzdC5FbnZFbnRyeRIlCgZsaW1pdHMYBCABKAsyFS5hc3Npc3RfdGVlLnYxLkxpbWl0cxISCgpyZXF1ZXN0X2lkGAUgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidwoVRXhlY3V0ZVN0cmVhbVJlc3BvbnNlEiYKA2xvZxgBIAEoCzIXLmFzc2lzdF90ZWUudjEuTG9nRW50cnlIABItCglleGVjdXRpb24YAiABKAsyGC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkgAQgcKBWV2ZW50IiEKE0dldEV4ZWN1dGlvblJlcXVlc3QSCgoCaWQYASABKAkiQwoUR2V0RXhlY3V0aW9uUmVzcG9uc2USKwoJZXhlY3V0aW9uGAEgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb24iVgoVTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl8KFkxpc3RFeGVjdXRpb25zUmVzcG9uc2USLAoKZXhlY3V0aW9ucxgBIAMoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSq4AgoPRXhlY3V0aW9uU3RhdHVzEiAKHEVYRUNVVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhFWEVDVVRJT05fU1RBVFVTX1JVTk5JTkcQARIeChpFWEVDVVRJT05fU1RBVFVTX1NVQ0NFRURFRBACEiIKHkVYRUNVVElPTl9TVEFUVVNfSEFORExFUl9FUlJPUhADEhwKGEVYRUNVVElPTl9TVEFUVVNfVElNRU9VVBAEEhgKFEVYRUNVVElPTl9TVEFUVVNfT09NEAUSIQodRVhFQ1VUSU9OX1NUQVRVU19PVVRQVVRfTElNSVQQBhIiCh5FWEVDVVRJT05fU1RBVFVTX1NBTkRCT1hfRVJST1IQBxIiCh5FWEVDVVRJT05fU1RBVFVTX1BST0NFU1NfTElNSVQQCCqyAQoPQ29sZFN0YXJ0UmVhc29uEiEKHUNPTERfU1RBUlRfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZQ09MRF9TVEFSVF9SRUFTT05fTk9fUE9PTBABEhwKGENPTERfU1RBUlRfUkVBU09OX0xJTUlUUxACEh0KGUNPTERfU1RBUlRfUkVBU09OX0VWSUNURUQQAxIgChxDT0xEX1NUQVJUX1JFQVNPTl9QT09MX0VNUFRZEAQqdwoITG9nTGV2ZWwSGQoVTE9HX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPTE9HX0xFVkVMX0RFQlVHEAESEgoOTE9HX0xFVkVMX0lORk8QAhISCg5MT0dfTEVWRUxfV0FSThADEhMKD0xPR19MRVZFTF9FUlJPUhAEMvwCChBFeGVjdXRpb25TZXJ2aWNlEkgKB0V4ZWN1dGUSHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVSZXF1ZXN0Gh4uYXNzaXN0X3RlZS52MS5FeGVjdXRlUmVzcG9uc2USXAoNRXhlY3V0ZVN0cmVhbRIjLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QaJC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVTdHJlYW1SZXNwb25zZTABElwKDEdldEV4ZWN1dGlvbhIiLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVxdWVzdBojLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVzcG9uc2UiA5ACARJiCg5MaXN0RXhlY3V0aW9ucxIkLmFzc2lzdF90ZWUudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiUuYXNzaXN0X3RlZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_assist_tee_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch1hc3Npc3RfdGVlL3YxL2V4ZWN1dGlvbi5wcm90bxINYXNzaXN0X3RlZS52MSJtCghMb2dFbnRyeRImCgVsZXZlbBgBIAEoDjIXLmFzc2lzdF90ZWUudjEuTG9nTGV2ZWwSDwoHbWVzc2FnZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5FeGVjdXRpb25FcnJvchIMCgRuYW1lGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDQoFc3RhY2sYAyABKAkilwQKCUV4ZWN1dGlvbhIKCgJpZBgBIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgCIAEoCRIuCgZzdGF0dXMYAyABKA4yHi5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvblN0YXR1cxImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSLAoFZXJyb3IYBSABKAsyHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGlvbkVycm9yEiUKBGxvZ3MYBiADKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5EhgKEG91dHB1dF90cnVuY2F0ZWQYByABKAgSEQoJZXhpdF9jb2RlGAggASgFEhMKC2R1cmF0aW9uX21zGAkgASgNEiUKBmxpbWl0cxgKIAEoCzIVLmFzc2lzdF90ZWUudjEuTGltaXRzEgwKBHdhcm0YCyABKAgSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYDiABKAkSOQoRY29sZF9zdGFydF9yZWFzb24YDyABKA4yHi5hc3Npc3RfdGVlLnYxLkNvbGRTdGFydFJlYXNvbhISCgpzZXNzaW9uX2lkGBAgASgJIowCCg5FeGVjdXRlUmVxdWVzdBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjMKA2VudhgDIAMoCzImLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVJlcXVlc3QuRW52RW50cnkSJQoGbGltaXRzGAQgASgLMhUuYXNzaXN0X3RlZS52MS5MaW1pdHMSEgoKcmVxdWVzdF9pZBgFIAEoCRISCgpzZXNzaW9uX2lkGAYgASgJEgwKBGNvZGUYByABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI+Cg9FeGVjdXRlUmVzcG9uc2USKwoJZXhlY3V0aW9uGAEgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb24imAIKFEV4ZWN1dGVTdHJlYW1SZXF1ZXN0EhYKDmVudmlyb25tZW50X2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSOQoDZW52GAMgAygLMiwuYXNzaXN0X3RlZS52MS5FeGVjdXRlU3RyZWFtUmVxdWVzdC5FbnZFbnRyeRIlCgZsaW1pdHMYBCABKAsyFS5hc3Npc3RfdGVlLnYxLkxpbWl0cxISCgpyZXF1ZXN0X2lkGAUgASgJEhIKCnNlc3Npb25faWQYBiABKAkSDAoEY29kZRgHIAEoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIncKFUV4ZWN1dGVTdHJlYW1SZXNwb25zZRImCgNsb2cYASABKAsyFy5hc3Npc3RfdGVlLnYxLkxvZ0VudHJ5SAASLQoJZXhlY3V0aW9uGAIgASgLMhguYXNzaXN0X3RlZS52MS5FeGVjdXRpb25IAEIHCgVldmVudCIhChNHZXRFeGVjdXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIkMKFEdldEV4ZWN1dGlvblJlc3BvbnNlEisKCWV4ZWN1dGlvbhgBIAEoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uImoKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIWCg5lbnZpcm9ubWVudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJIl8KFkxpc3RFeGVjdXRpb25zUmVzcG9uc2USLAoKZXhlY3V0aW9ucxgBIAMoCzIYLmFzc2lzdF90ZWUudjEuRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSq4AgoPRXhlY3V0aW9uU3RhdHVzEiAKHEVYRUNVVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhFWEVDVVRJT05fU1RBVFVTX1JVTk5JTkcQARIeChpFWEVDVVRJT05fU1RBVFVTX1NVQ0NFRURFRBACEiIKHkVYRUNVVElPTl9TVEFUVVNfSEFORExFUl9FUlJPUhADEhwKGEVYRUNVVElPTl9TVEFUVVNfVElNRU9VVBAEEhgKFEVYRUNVVElPTl9TVEFUVVNfT09NEAUSIQodRVhFQ1VUSU9OX1NUQVRVU19PVVRQVVRfTElNSVQQBhIiCh5FWEVDVVRJT05fU1RBVFVTX1NBTkRCT1hfRVJST1IQBxIiCh5FWEVDVVRJT05fU1RBVFVTX1BST0NFU1NfTElNSVQQCCqyAQoPQ29sZFN0YXJ0UmVhc29uEiEKHUNPTERfU1RBUlRfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZQ09MRF9TVEFSVF9SRUFTT05fTk9fUE9PTBABEhwKGENPTERfU1RBUlRfUkVBU09OX0xJTUlUUxACEh0KGUNPTERfU1RBUlRfUkVBU09OX0VWSUNURUQQAxIgChxDT0xEX1NUQVJUX1JFQVNPTl9QT09MX0VNUFRZEAQqdwoITG9nTGV2ZWwSGQoVTE9HX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPTE9HX0xFVkVMX0RFQlVHEAESEgoOTE9HX0xFVkVMX0lORk8QAhISCg5MT0dfTEVWRUxfV0FSThADEhMKD0xPR19MRVZFTF9FUlJPUhAEMvwCChBFeGVjdXRpb25TZXJ2aWNlEkgKB0V4ZWN1dGUSHS5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVSZXF1ZXN0Gh4uYXNzaXN0X3RlZS52MS5FeGVjdXRlUmVzcG9uc2USXAoNRXhlY3V0ZVN0cmVhbRIjLmFzc2lzdF90ZWUudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QaJC5hc3Npc3RfdGVlLnYxLkV4ZWN1dGVTdHJlYW1SZXNwb25zZTABElwKDEdldEV4ZWN1dGlvbhIiLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVxdWVzdBojLmFzc2lzdF90ZWUudjEuR2V0RXhlY3V0aW9uUmVzcG9uc2UiA5ACARJiCg5MaXN0RXhlY3V0aW9ucxIkLmFzc2lzdF90ZWUudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiUuYXNzaXN0X3RlZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_assist_tee_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message assist_tee.v1.LogEntry
@@ -168,6 +168,13 @@ export type Execution = Message<"assist_tee.v1.Execution"> & {
    * @generated from field: assist_tee.v1.ColdStartReason cold_start_reason = 15;
    */
   coldStartReason: ColdStartReason;
+
+  /**
+   * The session it ran in; empty for a fresh sandbox.
+   *
+   * @generated from field: string session_id = 16;
+   */
+  sessionId: string;
 };
 
 /**
@@ -221,6 +228,25 @@ export type ExecuteRequest = Message<"assist_tee.v1.ExecuteRequest"> & {
    * @generated from field: string request_id = 5;
    */
   requestId: string;
+
+  /**
+   * Run in this session's sandbox (SessionService) instead of a fresh one. environment_id may
+   * then be empty; if set it must be the session's. limits.memory_mb and cpu_millicores must be
+   * zero or the session's; timeout_ms and max_output_bytes apply to this call.
+   *
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+
+  /**
+   * A TypeScript module to evaluate instead of calling the handler: it may import the
+   * environment's modules (relative to the main module) and dependencies; what its default
+   * export resolves to is the result, its console output the logs. In a session, what it stores
+   * on globalThis the next call sees. `data` must then be empty.
+   *
+   * @generated from field: string code = 7;
+   */
+  code: string;
 };
 
 /**
@@ -278,6 +304,20 @@ export type ExecuteStreamRequest = Message<"assist_tee.v1.ExecuteStreamRequest">
    * @generated from field: string request_id = 5;
    */
   requestId: string;
+
+  /**
+   * As ExecuteRequest.session_id.
+   *
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+
+  /**
+   * As ExecuteRequest.code.
+   *
+   * @generated from field: string code = 7;
+   */
+  code: string;
 };
 
 /**
@@ -359,7 +399,7 @@ export const GetExecutionResponseSchema: GenMessage<GetExecutionResponse> = /*@_
  */
 export type ListExecutionsRequest = Message<"assist_tee.v1.ListExecutionsRequest"> & {
   /**
-   * Required: the environment whose executions to list.
+   * The environment whose executions to list; required unless session_id is set.
    *
    * @generated from field: string environment_id = 1;
    */
@@ -376,6 +416,13 @@ export type ListExecutionsRequest = Message<"assist_tee.v1.ListExecutionsRequest
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Only the calls of this session.
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
 };
 
 /**
@@ -567,7 +614,8 @@ export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
   enumDesc(file_assist_tee_v1_execution, 2);
 
 /**
- * Runs an environment's handler, each time in a fresh sandbox.
+ * Runs an environment's handler, each time in a fresh sandbox, or in a session's sandbox
+ * (SessionService) when the call names one.
  *
  * @generated from service assist_tee.v1.ExecutionService
  */

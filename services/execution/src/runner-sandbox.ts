@@ -1,0 +1,380 @@
+import { randomBytes } from 'node:crypto';
+import { finished } from 'node:stream/promises';
+import type { Logger } from '@assist-tee/logger';
+import {
+  encodeRun,
+  type RunContext,
+  type RunMessage,
+  type RunnerFrame,
+  type SnippetImport,
+} from '@assist-tee/runtime-core';
+import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@assist-tee/sandbox';
+import { type Classified, classifyRun, type RunResult, type StopReason } from './run-outcome.js';
+import {
+  type LogLevel,
+  type LogLine,
+  LineSplitter,
+  logLineOf,
+  splitFrameLine,
+} from './runner-protocol.js';
+
+export type { RunStatus } from './run-outcome.js';
+
+/**
+ * Where a sandbox is in its life:
+ * - starting: the container runs and the runner is loading the main module;
+ * - ready: loaded, and no run has been sent yet (a warm pool hands out only these);
+ * - running: one run is in progress (a sandbox runs one at a time);
+ * - idle: a run has ended with its result and the sandbox takes the next (a session's);
+ * - ended: the container exited or was stopped; it takes nothing more.
+ */
+export type SandboxState = 'starting' | 'ready' | 'running' | 'idle' | 'ended';
+
+export interface LaunchOptions {
+  driver: SandboxDriver;
+  spec: SandboxSpec;
+  startupTimeoutMs: number;
+  /** Output the sandbox may write outside any run (while it loads, between runs). */
+  maxIdleOutputBytes: number;
+  logger: Logger;
+  /** Called once the container is removed (e.g. to end the sandbox's egress grant). */
+  onRemoved?: () => void;
+}
+
+/** What a run does: call the handler on `data`, or evaluate a snippet. */
+export type RunWork =
+  { kind: 'handler'; data: unknown } | { kind: 'snippet'; code: string; imports: SnippetImport[] };
+
+export interface RunRequest {
+  work: RunWork;
+  env: Record<string, string>;
+  context: Omit<RunContext, 'timeoutMs'>;
+  timeoutMs: number;
+  maxOutputBytes: number;
+  /** Called with each log line as it arrives (ExecuteStream), starting with earlier ones. */
+  onLog?: (line: LogLine) => void;
+  /** Aborting stops the sandbox; the outcome is SANDBOX_ERROR named after the abort reason. */
+  signal?: AbortSignal;
+}
+
+export interface RunOutcome extends Classified {
+  logs: LogLine[];
+  outputTruncated: boolean;
+  /** The container's exit code; 0 while it lives on after the run. */
+  exitCode: number;
+  /** The sandbox ended with this run: it takes no more. */
+  sandboxEnded: boolean;
+}
+
+// After the container exits, its output streams end once Docker has flushed them.
+const STREAM_DRAIN_MS = 2_000;
+// Output on stderr may trail the result frame on stdout by a hair.
+const RESULT_SETTLE_MS = 1;
+
+interface ActiveRun {
+  id: number;
+  request: RunRequest;
+  logs: LogLine[];
+  outputBytes: number;
+  truncated: boolean;
+  sent: boolean;
+  result?: RunResult;
+  resultIn: PromiseWithResolvers<void>;
+  /** The container's exit, once its output is drained, if it exits during the run. */
+  exited: PromiseWithResolvers<SandboxExit>;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * One sandbox through the runner protocol (@assist-tee/runtime-core's runner-protocol), as an
+ * explicit state machine that serves one run (a fresh execution) or many, one at a time (a
+ * session). launch() starts the container and sends the nonce; `ready` resolves once the runner
+ * has loaded the main module. A run sent while it starts waits for ready. Deadlines and output
+ * caps are enforced from outside by killing the container, which ends the sandbox.
+ */
+export class RunnerSandbox {
+  /** True once the runner is ready for a run; false if the sandbox ended first. */
+  readonly ready: Promise<boolean>;
+  /**
+   * Resolves when the container has exited, or its output was cut (a kill or removal from
+   * outside ends the attach stream before the engine reports the exit).
+   */
+  readonly ended: Promise<void>;
+  private current: ActiveRun | undefined;
+  private stateNow: SandboxState = 'starting';
+  private loaded = false;
+  private gone = false;
+  private nextRunId = 1;
+  private stopped: StopReason | undefined;
+  /** Output that arrived outside any run: the next run gets it (a fresh run, its loading logs). */
+  private unclaimed: LogLine[] = [];
+  private unclaimedBytes = 0;
+  private startupTimer: NodeJS.Timeout | undefined;
+  private removal: Promise<void> | undefined;
+  private resolveReady!: (ready: boolean) => void;
+  private readonly nonce = randomBytes(16).toString('hex');
+  private readonly exit: Promise<SandboxExit>;
+  private readonly log: Logger;
+  private readonly stdoutLines: LineSplitter;
+  private readonly stderrLines: LineSplitter;
+
+  private constructor(
+    private readonly sandbox: Sandbox,
+    private readonly options: LaunchOptions,
+  ) {
+    this.log = options.logger.child({ containerId: sandbox.id.slice(0, 12) });
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+    this.stdoutLines = new LineSplitter((line) => this.onStdoutLine(line));
+    this.stderrLines = new LineSplitter((line) => this.addLog('ERROR', line));
+    sandbox.stdout.on(
+      'data',
+      (chunk: Buffer) => this.account(chunk) && this.stdoutLines.push(chunk),
+    );
+    sandbox.stderr.on(
+      'data',
+      (chunk: Buffer) => this.account(chunk) && this.stderrLines.push(chunk),
+    );
+    this.exit = sandbox.exited.then((exit) => {
+      this.gone = true;
+      this.stateNow = 'ended';
+      clearTimeout(this.startupTimer);
+      clearTimeout(this.current?.timer);
+      this.resolveReady(false);
+      return exit;
+    });
+    // The run going on when the container exits ends with that exit, once the output is in.
+    void this.exit.then(async (exit) => {
+      await drain([sandbox.stdout, sandbox.stderr]);
+      this.current?.exited.resolve(exit);
+    });
+    const outputCut = new Promise((resolve) => sandbox.stdout.once('end', resolve));
+    this.ended = Promise.race([this.exit, outputCut]).then(() => {
+      this.gone = true;
+      this.stateNow = 'ended';
+    });
+    this.startupTimer = setTimeout(() => this.stop('startup'), options.startupTimeoutMs);
+    sandbox.stdin.write(`${this.nonce}\n`);
+  }
+
+  /** Starts the container; one that cannot be started counts as removed. */
+  static async launch(options: LaunchOptions): Promise<RunnerSandbox> {
+    try {
+      return new RunnerSandbox(await options.driver.start(options.spec), options);
+    } catch (error) {
+      options.onRemoved?.();
+      throw error;
+    }
+  }
+
+  get id(): string {
+    return this.sandbox.id;
+  }
+
+  get state(): SandboxState {
+    return this.stateNow;
+  }
+
+  /** Loaded and never used: a warm pool hands out only these. */
+  get unused(): boolean {
+    return this.stateNow === 'ready';
+  }
+
+  /** Why the sandbox was stopped from outside, if it was. */
+  get stopReason(): StopReason | undefined {
+    return this.stopped;
+  }
+
+  /**
+   * Runs once the runner is ready (at once if it is) and resolves with the outcome when the
+   * result is in or the sandbox has ended. The sandbox is not removed: call remove() when done
+   * with it (the caller need not wait for that).
+   */
+  async run(request: RunRequest): Promise<RunOutcome> {
+    if (this.current !== undefined || this.stateNow === 'running') {
+      throw new Error('the sandbox is already running a call');
+    }
+    if (this.stateNow === 'ended') throw new Error('the sandbox has ended');
+    const run: ActiveRun = {
+      id: this.nextRunId++,
+      request,
+      logs: this.unclaimed,
+      outputBytes: this.unclaimedBytes,
+      truncated: false,
+      sent: false,
+      resultIn: Promise.withResolvers<void>(),
+      exited: Promise.withResolvers<SandboxExit>(),
+    };
+    this.unclaimed = [];
+    this.unclaimedBytes = 0;
+    this.current = run;
+    for (const line of run.logs) request.onLog?.(line);
+    if (run.outputBytes > request.maxOutputBytes) this.truncate(run);
+    const onAbort = () => this.stop('aborted');
+    if (request.signal?.aborted) onAbort();
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    if (this.loaded) this.send(run);
+    try {
+      return await this.outcome(run);
+    } finally {
+      clearTimeout(run.timer);
+      request.signal?.removeEventListener('abort', onAbort);
+      this.current = undefined;
+    }
+  }
+
+  /** Kills and removes the container; idempotent, never rejects (a failure is logged). */
+  remove(): Promise<void> {
+    clearTimeout(this.startupTimer);
+    clearTimeout(this.current?.timer);
+    this.removal ??= this.sandbox
+      .remove()
+      .catch((error: unknown) => this.log.error({ err: error }, 'remove failed'))
+      .finally(() => this.options.onRemoved?.());
+    return this.removal;
+  }
+
+  /**
+   * The run's outcome: at its result (after RESULT_SETTLE_MS for trailing stderr) the sandbox
+   * lives on; a sandbox that exits or is stopped from outside first is waited for, so that its
+   * exit explains the outcome.
+   */
+  private async outcome(run: ActiveRun): Promise<RunOutcome> {
+    const exited = run.exited.promise;
+    const settled = run.resultIn.promise.then(async () => {
+      await new Promise((resolve) => setTimeout(resolve, RESULT_SETTLE_MS));
+      return undefined;
+    });
+    let exit = await Promise.race([exited, settled]);
+    if (this.stopped !== undefined) exit = await exited;
+    clearTimeout(run.timer);
+    if (!run.truncated) {
+      this.stdoutLines.end();
+      this.stderrLines.end();
+    }
+    const classified = classifyRun({
+      exit,
+      stopReason: this.stopped,
+      ready: this.loaded,
+      result: run.result,
+      logs: run.logs,
+      timeoutMs: run.request.timeoutMs,
+      maxOutputBytes: run.request.maxOutputBytes,
+      startupTimeoutMs: this.options.startupTimeoutMs,
+      abortReason: run.request.signal?.reason,
+    });
+    this.log.debug({ exit, stopReason: this.stopped, status: classified.status }, 'run ended');
+    const sandboxEnded = exit !== undefined || this.gone;
+    this.stateNow = sandboxEnded ? 'ended' : 'idle';
+    return {
+      ...classified,
+      logs: run.logs,
+      outputTruncated: run.truncated,
+      exitCode: exit?.exitCode ?? 0,
+      sandboxEnded,
+    };
+  }
+
+  private send(run: ActiveRun): void {
+    if (run.sent) return;
+    run.sent = true;
+    this.stateNow = 'running';
+    const { request } = run;
+    const context = { ...request.context, timeoutMs: request.timeoutMs };
+    const message: RunMessage =
+      request.work.kind === 'handler'
+        ? {
+            type: 'run',
+            id: run.id,
+            kind: 'handler',
+            data: request.work.data,
+            env: request.env,
+            context,
+          }
+        : {
+            type: 'run',
+            id: run.id,
+            kind: 'snippet',
+            code: request.work.code,
+            imports: request.work.imports,
+            env: request.env,
+            context,
+          };
+    this.sandbox.stdin.write(encodeRun(message));
+    run.timer = setTimeout(() => this.stop('timeout'), request.timeoutMs);
+  }
+
+  private onStdoutLine(line: string): void {
+    const { output, frame } = splitFrameLine(line, this.nonce);
+    if (output !== '' || frame === undefined) this.addLog('INFO', output);
+    if (frame !== undefined) this.onFrame(frame);
+  }
+
+  private onFrame(frame: RunnerFrame): void {
+    if (frame.type === 'log') {
+      const line = logLineOf(frame);
+      this.addLog(line.level, line.message, line.time);
+    } else if (frame.type === 'ready' && !this.loaded) {
+      this.loaded = true;
+      clearTimeout(this.startupTimer);
+      if (this.stateNow === 'starting') this.stateNow = 'ready';
+      this.resolveReady(true);
+      if (this.current !== undefined) this.send(this.current);
+    } else if (frame.type === 'result') {
+      // The current run's outcome, or a failed import (run 0) in place of ready; a result for
+      // another run cannot come from the runner, which serves one run at a time.
+      const run = this.current;
+      if (run === undefined || run.result !== undefined) return;
+      if (frame.run !== run.id && frame.run !== 0) return;
+      run.result = frame.ok ? { ok: true, value: frame.value } : { ok: false, error: frame.error };
+      if (run.sent) run.resultIn.resolve();
+    }
+  }
+
+  private addLog(level: LogLevel, message: string, time = Date.now()): void {
+    const line = { level, message, time };
+    const run = this.current;
+    if (run === undefined) {
+      this.unclaimed.push(line);
+      return;
+    }
+    run.logs.push(line);
+    run.request.onLog?.(line);
+  }
+
+  /** Output past the cap is dropped and stops the sandbox; the first bytes are kept. */
+  private account(chunk: Buffer): boolean {
+    const run = this.current;
+    if (run === undefined) {
+      this.unclaimedBytes += chunk.length;
+      if (this.unclaimedBytes <= this.options.maxIdleOutputBytes) return true;
+      this.stop('output');
+      return false;
+    }
+    if (run.truncated) return false;
+    run.outputBytes += chunk.length;
+    if (run.outputBytes <= run.request.maxOutputBytes) return true;
+    this.truncate(run);
+    return false;
+  }
+
+  private truncate(run: ActiveRun): void {
+    run.truncated = true;
+    this.stop('output');
+  }
+
+  private stop(reason: StopReason): void {
+    this.stopped ??= reason;
+    clearTimeout(this.startupTimer);
+    clearTimeout(this.current?.timer);
+    this.sandbox.kill().catch((error: unknown) => this.log.warn({ err: error }, 'kill failed'));
+  }
+}
+
+async function drain(streams: NodeJS.ReadableStream[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(streams.map((stream) => finished(stream))),
+    new Promise((resolve) => (timer = setTimeout(resolve, STREAM_DRAIN_MS))),
+  ]);
+  clearTimeout(timer);
+}
