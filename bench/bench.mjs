@@ -23,6 +23,7 @@ import {
 } from './lib.mjs';
 import { fleetNotes, fleetRows, runFleet } from './fleet.mjs';
 import { formatFreshCost, measureFreshCost } from './fresh-cost.mjs';
+import { runSessions, sessionRows } from './sessions.mjs';
 
 const WARM_CALLS = Number(process.env.TEE_BENCH_WARM_CALLS ?? 200);
 const SERVICE_KEY =
@@ -182,6 +183,9 @@ if (!external) {
   // What a fresh sandbox costs per runtime, and where it goes (against the naive baseline).
   results.freshCost = await measureFreshCost({ url: stack.url, apiKey, servicePid: stack.pid });
   await stack.stop();
+  // On a stack of its own, quiet: session calls against fresh sandboxes.
+  step('sessions');
+  results.sessions = await runSessions({ log: step });
   // Last, on stacks of its own: its load does not disturb the figures above.
   step('fleet');
   results.fleet = await runFleet();
@@ -221,6 +225,7 @@ const rows = [
     `${results.idleWarmSandbox.rssMiB} MiB RSS`,
     '',
   ],
+  ...(results.sessions ? sessionRows(results.sessions) : []),
   ...(results.fleet ? fleetRows(results.fleet) : []),
 ];
 console.log(`\n${'figure'.padEnd(32)}${'median'.padEnd(16)}${'spread'.padEnd(28)}vs baseline`);

@@ -170,11 +170,6 @@ export class Sessions {
     return row;
   }
 
-  /** A session as stored, with the counters of a live one; NotFound for another tenant's. */
-  async get(caller: string | undefined, id: string): Promise<SessionEntity> {
-    return this.current(await this.stored(caller, id));
-  }
-
   /** The row with this instance's newer counters, when the session is live here. */
   current(row: SessionEntity): SessionEntity {
     return this.live.get(row.id)?.row ?? row;

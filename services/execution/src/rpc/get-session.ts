@@ -24,6 +24,8 @@ export function getSession(deps: ExecutionDeps) {
         })
       : null;
     if (row === null) throw notFound('session', request.id);
-    return create(GetSessionResponseSchema, { session: toSessionMessage(row) });
+    return create(GetSessionResponseSchema, {
+      session: toSessionMessage(deps.sessions.current(row)),
+    });
   };
 }

@@ -36,7 +36,7 @@ export function listSessions(deps: ExecutionDeps) {
     );
     const page = toPage(rows, query.pageSize);
     return create(ListSessionsResponseSchema, {
-      sessions: page.rows.map(toSessionMessage),
+      sessions: page.rows.map((row) => toSessionMessage(deps.sessions.current(row))),
       nextPageToken: page.nextPageToken,
     });
   };
