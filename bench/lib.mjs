@@ -100,13 +100,16 @@ export const createEnvironment = async (url, key, runtime = 'RUNTIME_DENO') =>
     )
   ).environment.id;
 
-/** One Execute of the README's handler; throws unless it returned the sum. */
-export async function execute(url, key, environmentId, i = 0) {
+/**
+ * One Execute of the README's handler, in a fresh sandbox (`{ environmentId }`) or a session
+ * (`{ sessionId }`); throws unless it returned the sum.
+ */
+export async function executeIn(url, key, target, i = 0) {
   const started = performance.now();
   const { execution } = await call(
     url,
     'assist_tee.v1.ExecutionService/Execute',
-    { environmentId, data: { a: 2, b: i } },
+    { ...target, data: { a: 2, b: i } },
     key,
   );
   const ms = performance.now() - started;
@@ -115,6 +118,10 @@ export async function execute(url, key, environmentId, i = 0) {
   }
   return { ms, warm: execution.warm === true, coldStartReason: execution.coldStartReason };
 }
+
+/** One Execute of the README's handler in a fresh sandbox. */
+export const execute = (url, key, environmentId, i = 0) =>
+  executeIn(url, key, { environmentId }, i);
 
 /** The naive baseline: one `docker run --rm -i --runtime=runsc` per event. */
 export function naiveRun(environmentId, i = 0, runtimeName = 'RUNTIME_DENO') {

@@ -48,7 +48,13 @@ export async function startService(
     lines.on('line', (line) => {
       // TEE_TEST_SERVICE_LOGS=1 shows what the service logs, to debug a failing test.
       if (process.env.TEE_TEST_SERVICE_LOGS === '1') process.stderr.write(`[${name}] ${line}\n`);
-      const entry = JSON.parse(line) as { level: number; msg?: string; url?: string };
+      // A process killed mid-write leaves half a line: not a log entry.
+      let entry: { level: number; msg?: string; url?: string };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
       logs.push(entry);
       if (entry.msg === 'serving' && entry.url) {
         clearTimeout(timer);

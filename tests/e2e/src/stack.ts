@@ -1,4 +1,8 @@
-import { type AssistTeeClient, createAssistTeeClient } from '@assist-tee/client';
+import {
+  type AssistTeeClient,
+  type AssistTeeClientOptions,
+  createAssistTeeClient,
+} from '@assist-tee/client';
 import { loadConfig, type Config } from '@assist-tee/config';
 import { createLogger } from '@assist-tee/logger';
 import { labelFilter } from '@assist-tee/sandbox';
@@ -86,8 +90,11 @@ export interface StackWithClient {
   readonly client: AssistTeeClient;
   /** A client with the services' key, for the operator calls (pool status, sweeps). */
   readonly operator: AssistTeeClient;
-  /** A client with a new key of another tenant. */
-  clientOf(tenantId: string): Promise<AssistTeeClient>;
+  /** A client with a new key of another tenant (and these client options, e.g. retry). */
+  clientOf(
+    tenantId: string,
+    options?: Omit<AssistTeeClientOptions, 'baseUrl' | 'apiKey'>,
+  ): Promise<AssistTeeClient>;
 }
 
 /**
@@ -105,9 +112,9 @@ export function useTestStack(env: Record<string, string> = {}): StackWithClient 
         baseUrl: stack.url,
         apiKey: stack.config.auth.serviceKey,
       }),
-      async clientOf(tenantId) {
+      async clientOf(tenantId, options = {}) {
         const { key } = await stack.process.infrastructure.apiKeys.create(tenantId, 'a test');
-        return createAssistTeeClient({ baseUrl: stack.url, apiKey: key });
+        return createAssistTeeClient({ ...options, baseUrl: stack.url, apiKey: key });
       },
     };
   });
@@ -128,6 +135,6 @@ export function useTestStack(env: Record<string, string> = {}): StackWithClient 
     get operator() {
       return started().operator;
     },
-    clientOf: (tenantId) => started().clientOf(tenantId),
+    clientOf: (tenantId, options) => started().clientOf(tenantId, options),
   };
 }

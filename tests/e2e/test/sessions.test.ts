@@ -1,5 +1,4 @@
 import {
-  type AssistTeeClient,
   Code,
   ConnectError,
   ErrorInfoSchema,
@@ -52,19 +51,20 @@ describe('sessions', () => {
   });
 
   /**
-   * A READY environment and a session on it, of `client` or else of a tenant of its own (each
-   * tenant has only TEE_QUOTA_OPEN_SESSIONS); `done` ends both.
+   * A READY environment and a session on it, of a tenant of its own (each tenant has only
+   * TEE_QUOTA_OPEN_SESSIONS); `done` ends both.
    */
   async function open(
     modules: { modules: Record<string, string>; mainModule: string },
     options: {
       runtime?: Runtime;
-      client?: AssistTeeClient;
       memoryMb?: number;
       idleTimeoutMs?: number;
+      /** Without automatic request_ids: no idempotency round trip before a call's turn. */
+      retry?: false;
     } = {},
   ) {
-    const client = options.client ?? (await tee.clientOf(`sessions-${uniqueSuffix()}`));
+    const client = await tee.clientOf(`sessions-${uniqueSuffix()}`, { retry: options.retry });
     const { environment } = await client.environments.createEnvironment({
       ...modules,
       runtime: options.runtime ?? Runtime.DENO,
@@ -302,14 +302,15 @@ describe('sessions', () => {
             'return [...seen];',
           ].join('\n'),
         ),
+        // A request_id costs a database round trip before the call takes its turn, which
+        // could swap calls sent 20 ms apart on a busy machine.
+        { retry: false },
       );
       try {
-        // The server takes a call's turn after its key and request_id checks, which take
-        // their own database round trips: on a busy machine 20 ms apart may arrive swapped.
-        await s.get();
+        await s.get(); // Its key is checked and cached now, not by the first call.
         const inOrder = await Promise.all(
           Array.from({ length: MAX_QUEUED_CALLS }, async (_, i) => {
-            await new Promise((resolve) => setTimeout(resolve, i * 50));
+            await new Promise((resolve) => setTimeout(resolve, i * 20));
             return s.call(i);
           }),
         );
