@@ -20,10 +20,11 @@ import {
 import { type ApiKeys, authInterceptor, bearer } from '@assist-tee/server';
 import { createTestDatabase, type TestDatabase } from '@assist-tee/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionDeps } from '../src/deps.js';
+import type { CoreDeps, ExecutionDeps } from '../src/deps.js';
 import { getSession } from '../src/rpc/get-session.js';
 import { listExecutions } from '../src/rpc/list-executions.js';
 import { listSessions } from '../src/rpc/list-sessions.js';
+import { Sessions } from '../src/sessions.js';
 
 const LIMITS = { timeoutMs: 1000, memoryMb: 128, maxOutputBytes: 4096, cpuMillicores: 100 };
 
@@ -104,7 +105,9 @@ describe('GetSession, ListSessions and ListExecutions by session', () => {
       ...executionSchema,
       logger: createLogger({ level: 'warn' }),
     });
-    deps = { config: loadConfig({}), db } as ExecutionDeps;
+    const core = { config: loadConfig({}), db } as CoreDeps;
+    // No session is live in this process: the rows are as stored.
+    deps = { ...core, sessions: new Sessions(core) } as ExecutionDeps;
   });
   afterAll(async () => {
     await db?.close();

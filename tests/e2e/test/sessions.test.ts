@@ -298,19 +298,20 @@ describe('sessions', () => {
           [
             'const seen = ((globalThis as any).seen ??= []);',
             'seen.push(event.data);',
-            'await new Promise((resolve) => setTimeout(resolve, 200));',
+            'await new Promise((resolve) => setTimeout(resolve, 400));',
             'return [...seen];',
           ].join('\n'),
         ),
         // A request_id costs a database round trip before the call takes its turn, which
-        // could swap calls sent 20 ms apart on a busy machine.
+        // could swap calls sent close together on a busy machine.
         { retry: false },
       );
       try {
         await s.get(); // Its key is checked and cached now, not by the first call.
         const inOrder = await Promise.all(
           Array.from({ length: MAX_QUEUED_CALLS }, async (_, i) => {
-            await new Promise((resolve) => setTimeout(resolve, i * 20));
+            // 60 ms apart: all sent while the first call still runs (400 ms).
+            await new Promise((resolve) => setTimeout(resolve, i * 60));
             return s.call(i);
           }),
         );
