@@ -107,7 +107,7 @@ describe('GetSession, ListSessions and ListExecutions by session', () => {
     });
     const core = { config: loadConfig({}), db } as CoreDeps;
     // No session is live in this process: the rows are as stored.
-    deps = { ...core, sessions: new Sessions(core) } as ExecutionDeps;
+    deps = { ...core, sessions: new Sessions(core) };
   });
   afterAll(async () => {
     await db?.close();
