@@ -166,9 +166,11 @@ describe('the operator API apart (assist_tee.admin.v1)', () => {
         'WatchEnvironment',
       ],
       ExecutionService: ['Execute', 'ExecuteStream', 'GetExecution', 'ListExecutions'],
+      SessionService: ['CreateSession', 'GetSession', 'ListSessions', 'EndSession'],
     });
     expect(servicesOf('assist_tee.admin.v1')).toEqual({
       ReaperService: ['Sweep', 'GetStatus'],
+      SessionSandboxService: ['EndLostSessions', 'ListSessionSandboxes'],
       WarmPoolService: ['GetPoolStatus'],
     });
     expect(contracts.admin.ReaperService.typeName).toBe('assist_tee.admin.v1.ReaperService');

@@ -285,8 +285,10 @@ describe('the API port at its edges', () => {
       '',
       'assist_tee.v1.EnvironmentService',
       'assist_tee.v1.ExecutionService',
+      'assist_tee.v1.SessionService',
       'assist_tee.admin.v1.WarmPoolService',
       'assist_tee.admin.v1.ReaperService',
+      'assist_tee.admin.v1.SessionSandboxService',
     ];
     for (const service of services) {
       expect([service, (await health.check({ service })).status]).toEqual([
