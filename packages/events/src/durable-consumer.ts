@@ -12,7 +12,7 @@ import {
 } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@assist-tee/logger';
-import { decodeEvent, eventFilterSubjects } from './event-subjects.js';
+import { decodeEvent, eventFilterSubjects, eventTypeOf } from './event-subjects.js';
 import { type EventType, isEventType, type ReceivedEvent } from './event-types.js';
 
 export interface ConsumeOptions {
@@ -87,6 +87,13 @@ export async function startConsumer(
   let messages: ConsumerMessages | undefined;
 
   const handleOne = async (msg: JsMsg): Promise<void> => {
+    // Only when the server could not filter (nats-server before 2.10): told by the subject,
+    // so the message is never decoded.
+    const type = eventTypeOf(context.subjectPrefix, msg.subject);
+    if (type !== undefined && !types.has(type)) {
+      msg.ack();
+      return;
+    }
     let event: ReceivedEvent;
     try {
       const decoded = decodeEvent(context.subjectPrefix, msg.subject, msg.data);
@@ -103,11 +110,6 @@ export async function startConsumer(
         'dropping an undecodable event',
       );
       msg.term();
-      return;
-    }
-    // Only when the server could not filter (nats-server before 2.10).
-    if (!types.has(event.type)) {
-      msg.ack();
       return;
     }
     const fields = { type: event.type, eventId: event.message.eventId, seq: msg.seq };

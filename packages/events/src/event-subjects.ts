@@ -73,6 +73,11 @@ function parseEventSubject(
   return { type: name, tenant };
 }
 
+/** The event type a subject under `prefix` names, in either form, if any. */
+export function eventTypeOf(prefix: string, subject: string): EventType | undefined {
+  return parseEventSubject(prefix, subject)?.type;
+}
+
 /**
  * The typed event on a subject under `prefix`, in either form; throws EventDecodeError when
  * there is none, or when the subject names another tenant than the message does.

@@ -11,6 +11,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { cloudEventHeaders } from '../src/cloud-events.js';
 import { consumerFilter } from '../src/durable-consumer.js';
+import { eventTypeOf } from '../src/event-subjects.js';
 import {
   decodeEvent,
   EventDecodeError,
@@ -70,6 +71,14 @@ describe('decodeEvent', () => {
       toBinary(ExecutionStartedSchema, untenanted),
     );
     expect(event.message).toEqual(untenanted);
+  });
+
+  it('reads the type from the subject alone, for a consumer to skip what it does not want', () => {
+    expect(eventTypeOf('tee', 'tee.events.acme.execution.finished')).toBe('execution.finished');
+    expect(eventTypeOf('tee', 'tee.session.ended')).toBe('session.ended');
+    for (const subject of ['tee.events.acme.nope', 'other.execution.started', 'tee.events']) {
+      expect(eventTypeOf('tee', subject), subject).toBeUndefined();
+    }
   });
 
   it('refuses unknown subjects, other prefixes and tenants, garbage, and no event id', () => {

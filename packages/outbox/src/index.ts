@@ -1,1 +1,8 @@
-export { startOutbox, type Outbox, type OutboxOptions } from './outbox.js';
+export {
+  type Outbox,
+  type OutboxEvent,
+  type OutboxOptions,
+  type OutboxRow,
+  outboxRow,
+  startOutbox,
+} from './outbox.js';

@@ -18,18 +18,38 @@ export interface OutboxOptions {
   keepPublishedMs?: number;
 }
 
+/** An event with its type, as the outbox writes and publishes it. */
+export interface OutboxEvent<T extends EventType = EventType> {
+  type: T;
+  message: EventMessage<T>;
+}
+
+/** An outbox row's values, for a statement that inserts it with the state it describes. */
+export interface OutboxRow {
+  eventId: string;
+  type: string;
+  payload: Buffer;
+  createdAt: Date;
+  publishedAt: null;
+}
+
 export interface Outbox {
   /**
    * Adds the event to `em`'s unit of work: the flush that writes the state it describes writes
    * it too, in the same transaction. Call publishPending() after that flush.
    */
   add<T extends EventType>(em: EntityManager, type: T, message: EventMessage<T>): void;
-  /** add(), then flush `em` (state and event in one transaction), then publishPending(). */
+  /** add(), then flush `em` (state and event in one transaction), then publishCommitted(). */
   flushWith<T extends EventType>(
     em: EntityManager,
     type: T,
     message: EventMessage<T>,
   ): Promise<void>;
+  /**
+   * Publishes events whose rows have just committed, at once, without reading them back, and
+   * marks them published; one that fails waits for the relay. Returns at once.
+   */
+  publishCommitted(events: readonly OutboxEvent[]): void;
   /** Asks the relay to publish what is pending now; returns at once. */
   publishPending(): void;
   /** Waits until nothing is pending (for tests and shutdown); false when it timed out. */
@@ -41,12 +61,27 @@ export interface Outbox {
 const BATCH = 100;
 const PRUNE_EVERY_MS = 60_000;
 
+/** The row that carries `message` in the outbox table. */
+export function outboxRow<T extends EventType>(type: T, message: EventMessage<T>): OutboxRow {
+  return {
+    eventId: message.eventId,
+    type,
+    payload: Buffer.from(encodeEvent(type, message)),
+    createdAt: new Date(),
+    publishedAt: null,
+  };
+}
+
 /**
  * The transactional outbox and its relay. Events are written with the state they describe and
- * published to JetStream afterwards, oldest first, with their event id as Nats-Msg-Id: a crash
- * between publish and mark re-publishes, and JetStream drops the duplicate. While NATS is down
- * API calls still succeed; their events wait here and go out once it is back. Replicas share
- * the table: a batch is claimed with FOR UPDATE SKIP LOCKED.
+ * published to JetStream afterwards, with their event id as Nats-Msg-Id: a crash between
+ * publish and mark re-publishes, and JetStream drops the duplicate. A writer that knows its
+ * rows committed hands their events over (publishCommitted), and they go out at once, in the
+ * order handed over, without the relay reading them back; whatever else is pending (written
+ * inside a caller's transaction, failed to publish, left by a crash) the relay publishes oldest
+ * first, a batch at a time. An event whose publish failed goes out after events that followed
+ * it. While NATS is down API calls still succeed; their events wait here and go out once it
+ * is back. Replicas share the table: the relay claims a batch with FOR UPDATE SKIP LOCKED.
  */
 export function startOutbox(options: OutboxOptions): Outbox {
   const { db, entity, bus, logger } = options;
@@ -56,6 +91,11 @@ export function startOutbox(options: OutboxOptions): Outbox {
   let wake: (() => void) | undefined;
   let requested = true;
   let lastPrune = 0;
+  /** Event ids published by publishCommitted and waiting to be marked, in one statement. */
+  let toMark: string[] = [];
+  let marking: Promise<void> | undefined;
+  /** publishCommitted's work in flight: close() waits for it. */
+  const committed = new Set<Promise<void>>();
 
   /** Publishes one batch; returns how many were published and whether some are still pending. */
   async function relayBatch(): Promise<{ published: number; more: boolean }> {
@@ -72,20 +112,50 @@ export function startOutbox(options: OutboxOptions): Outbox {
           lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE,
         },
       );
-      let published = 0;
-      for (const row of rows) {
-        try {
-          await bus.publishEncoded(row.type as EventType, row.payload);
-        } catch (error) {
-          // Keep what went out; the rest waits for the retry.
-          logger.warn({ err: error, eventId: row.eventId, type: row.type }, 'publish failed');
-          return { published, more: true };
-        }
-        row.publishedAt = new Date();
-        published += 1;
-      }
-      return { published, more: rows.length === BATCH };
+      const sent = await sendAll(rows, (row) =>
+        bus.publishEncoded(row.type as EventType, row.payload),
+      );
+      for (const row of sent) row.publishedAt = new Date();
+      return { published: sent.length, more: rows.length === BATCH || sent.length < rows.length };
     });
+  }
+
+  /**
+   * Publishes all at once: sent in order on the one connection, JetStream stores them in that
+   * order. Returns those that went out; the rest wait for the relay's retry (and so go out after
+   * events that followed them).
+   */
+  async function sendAll<T>(items: readonly T[], send: (item: T) => Promise<void>): Promise<T[]> {
+    const results = await Promise.allSettled(items.map(send));
+    const failed = results.filter((result) => result.status === 'rejected');
+    if (failed.length > 0) {
+      logger.warn({ err: failed[0]!.reason, failed: failed.length }, 'publish failed');
+      requested = true;
+    }
+    return items.filter((_, i) => results[i]!.status === 'fulfilled');
+  }
+
+  /** Marks what publishCommitted published; calls that come while a mark runs join the next. */
+  function mark(eventIds: string[]): Promise<void> {
+    toMark.push(...eventIds);
+    marking ??= (async () => {
+      while (toMark.length > 0) {
+        const batch = toMark;
+        toMark = [];
+        // Unmarked, an event is only published again, and JetStream drops the duplicate.
+        await db
+          .em()
+          .nativeUpdate(entity, { eventId: { $in: batch } }, { publishedAt: new Date() })
+          .catch((error: unknown) => logger.warn({ err: error }, 'marking events failed'));
+      }
+      marking = undefined;
+    })();
+    return marking;
+  }
+
+  async function publishNow(events: readonly OutboxEvent[]): Promise<void> {
+    const sent = await sendAll(events, (event) => bus.publish(event.type, event.message));
+    await mark(sent.map((event) => event.message.eventId));
   }
 
   async function prune(): Promise<void> {
@@ -110,6 +180,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
     while (!stopped) {
       if (!requested) {
         await sleep(retryMs);
+        await prune().catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
         continue;
       }
       requested = false;
@@ -120,7 +191,6 @@ export function startOutbox(options: OutboxOptions): Outbox {
           requested = true;
           if (published === 0) await sleep(retryMs);
         }
-        await prune();
       } catch (error) {
         logger.warn({ err: error }, 'outbox relay pass failed');
         requested = true;
@@ -131,18 +201,17 @@ export function startOutbox(options: OutboxOptions): Outbox {
 
   return {
     add(em, type, message) {
-      em.create(entity, {
-        eventId: message.eventId,
-        type,
-        payload: Buffer.from(encodeEvent(type, message)),
-        createdAt: new Date(),
-        publishedAt: null,
-      });
+      em.create(entity, outboxRow(type, message));
     },
     async flushWith(em, type, message) {
       this.add(em, type, message);
       await em.flush();
-      this.publishPending();
+      this.publishCommitted([{ type, message }]);
+    },
+    publishCommitted(events) {
+      if (events.length === 0) return;
+      const work = publishNow(events).finally(() => committed.delete(work));
+      committed.add(work);
     },
     publishPending() {
       requested = true;
@@ -161,7 +230,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
     async close() {
       stopped = true;
       wake?.();
-      await loop;
+      await Promise.all([loop, ...committed]);
       // A last pass for the events of the work that just ended; what fails waits for a replica
       // or the next start.
       await relayBatch().catch((error: unknown) => {

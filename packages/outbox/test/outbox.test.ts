@@ -117,6 +117,36 @@ describe('the transactional outbox', () => {
     }
   });
 
+  it('publishes committed events at once, without waiting for a relay pass', async () => {
+    // A relay that, after its first pass, looks again only in a minute.
+    await outbox.close();
+    outbox = startOutbox({ db, entity: ExecutionOutboxEntity, bus, logger, retryMs: 60_000 });
+    await vi.waitFor(async () => expect(await pending()).toBe(0), { timeout: 10_000 });
+    const events = await collectEvents(nats.url, prefix);
+    try {
+      const committed = [9, 10].map((n) =>
+        started(`00000000-0000-4000-8000-${String(n).padStart(12, '0')}`),
+      );
+      const em = db.em();
+      for (const event of committed) outbox.add(em, 'execution.started', event);
+      await em.flush();
+      outbox.publishCommitted(committed.map((message) => ({ type: 'execution.started', message })));
+      const seen = await events.waitFor(
+        (all) => committed.every((event) => all.some((e) => e.message.eventId === event.eventId)),
+        10_000,
+      );
+      const ids = committed.map((event) => event.eventId);
+      // In the order handed over.
+      expect(seen.map((event) => event.message.eventId).filter((id) => ids.includes(id))).toEqual(
+        ids,
+      );
+      // And marked: the relay has nothing left to do.
+      await vi.waitFor(async () => expect(await pending()).toBe(0), { timeout: 10_000 });
+    } finally {
+      await events.stop();
+    }
+  });
+
   it('publishes what is still pending when it is closed', async () => {
     await outbox.close();
     const events = await collectEvents(nats.url, prefix);

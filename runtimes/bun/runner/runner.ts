@@ -32,6 +32,7 @@ const inspectOptions = Object.freeze({ __proto__: null, colors: false });
 const host: RunnerHost = {
   // A blocking write: stdout is a pipe, and a frame must be out before the process exits.
   writeStdout: (bytes) => write(1, bytes),
+  writeStderr: (bytes) => write(2, bytes),
   readStdin: async () => {
     const { done, value } = await read();
     return done ? null : value;

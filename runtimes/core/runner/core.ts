@@ -6,7 +6,7 @@
 // The protocol is ../src/runner-protocol.ts (only its types are imported: the image holds no
 // copy of it). In short: the nonce line, log frames, `ready` once the main module is imported
 // (or a failed result with run 0 and phase "init", and exit 1), then one result per RunMessage
-// line, in order, until stdin closes (exit 0). A bad line fails with phase "protocol" and exit 1.
+// line, in order, each followed by a `flushed` mark on stderr, until stdin closes (exit 0). A bad line fails with phase "protocol" and exit 1.
 // Any stdout line without the nonce is raw output of the user's code. The nonce lives only in
 // this module's closure, so user code can neither read it nor forge a frame.
 //
@@ -28,6 +28,8 @@ import type {
 export interface RunnerHost {
   /** Writes bytes to stdout synchronously (blocking); returns how many were written. */
   writeStdout(bytes: Uint8Array): number;
+  /** The same for stderr. */
+  writeStderr(bytes: Uint8Array): number;
   /**
    * The next chunk of stdin, or null at end of input. The chunk only needs to stay valid until
    * the next call: it is copied at once.
@@ -128,6 +130,7 @@ const isFinite = Number.isFinite;
 
 // The host's members, copied once by startRunner.
 let writeStdout: RunnerHost['writeStdout'];
+let writeStderr: RunnerHost['writeStderr'];
 let readStdin: RunnerHost['readStdin'];
 let inspect: RunnerHost['inspect'];
 let exit: RunnerHost['exit'];
@@ -141,10 +144,10 @@ let mainModuleArg: RunnerHost['mainModule'];
 
 // --- stdout --------------------------------------------------------------------------------
 
-function writeAll(bytes: Uint8Array): void {
+function writeAll(bytes: Uint8Array, write = writeStdout): void {
   const length = byteLength(bytes);
   let offset = 0;
-  while (offset < length) offset += writeStdout(offset === 0 ? bytes : view(bytes, offset));
+  while (offset < length) offset += write(offset === 0 ? bytes : view(bytes, offset));
 }
 
 /** `fields` without a prototype: a toJSON (or anything else) that user code puts on
@@ -155,8 +158,8 @@ function bare<T extends object>(fields: T): T {
 
 let nonce = '';
 /** Writes a frame built with bare() (every object in it our own), under the nonce. */
-function writeFrame(frame: RunnerFrame): void {
-  writeAll(encode(nonce + ' ' + stringify(frame) + '\n'));
+function writeFrame(frame: RunnerFrame, write = writeStdout): void {
+  writeAll(encode(nonce + ' ' + stringify(frame) + '\n'), write);
 }
 
 // --- stdin ---------------------------------------------------------------------------------
@@ -386,6 +389,14 @@ function settle(run: number, frame: RunnerFrame): void {
   runSettled = undefined;
   try {
     writeAll(encode(nonce + ' ' + json + '\n'));
+    // After everything the run wrote to stderr (see the protocol): the host waits for it. A
+    // run that closed stderr can write nothing more there, so stdout carries the mark.
+    const flushed = bare({ type: 'flushed', run }) as RunnerFrame;
+    try {
+      writeFrame(flushed, writeStderr);
+    } catch {
+      writeFrame(flushed);
+    }
   } finally {
     wake?.();
   }
@@ -667,6 +678,7 @@ async function main(): Promise<void> {
  * serves runs until stdin closes. Call it once. */
 export function startRunner(host: RunnerHost): void {
   writeStdout = host.writeStdout;
+  writeStderr = host.writeStderr;
   readStdin = host.readStdin;
   inspect = host.inspect;
   exit = host.exit;

@@ -9,7 +9,11 @@
 // runner → host, on stdout: `${nonce} ${JSON of a RunnerFrame}\n`
 //   log frames for console calls (at any time), then `ready` once the main module is imported,
 //   or a failed result with run 0 and phase "init" (and exit); then one result per run.
-// Any stdout line without the nonce is raw output of the user's code, and so is stderr.
+// runner → host, on stderr: after each result, the same line with a `flushed` frame naming the
+//   run (on stdout if the run closed stderr). stdout and stderr reach the host through separate
+//   pipes, so either may run ahead: once both the result and the mark are in, every byte the run
+//   wrote to either is in too.
+// Any line without the nonce is raw output of the user's code, on stdout or stderr.
 
 /** What the handler sees as `context`. `sessionId` is empty outside a session. */
 export interface RunContext {
@@ -69,7 +73,8 @@ export type RunnerFrame =
   | { type: 'ready' }
   | { type: 'log'; level: RunnerLogLevel; message: string; time: number }
   | { type: 'result'; run: number; ok: true; value: unknown }
-  | { type: 'result'; run: number; ok: false; phase: FailurePhase; error: RunnerError };
+  | { type: 'result'; run: number; ok: false; phase: FailurePhase; error: RunnerError }
+  | { type: 'flushed'; run: number };
 
 /** The line the host writes for a run. */
 export function encodeRun(message: RunMessage): string {
@@ -103,8 +108,10 @@ export function decodeFrame(json: string): RunnerFrame | undefined {
         message: text(frame.message),
         time: typeof frame.time === 'number' ? frame.time : Date.now(),
       };
+    case 'flushed':
+      return { type: 'flushed', run: runOf(frame) };
     case 'result': {
-      const run = typeof frame.run === 'number' ? frame.run : 0;
+      const run = runOf(frame);
       if (frame.ok === true) return { type: 'result', run, ok: true, value: frame.value ?? null };
       return {
         type: 'result',
@@ -131,4 +138,5 @@ function decodeError(value: unknown): RunnerError {
   };
 }
 
+const runOf = (frame: Record<string, unknown>) => (typeof frame.run === 'number' ? frame.run : 0);
 const text = (field: unknown) => (typeof field === 'string' ? field : '');

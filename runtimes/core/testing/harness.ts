@@ -33,7 +33,10 @@ export interface RunReport {
   results: ResultFrame[];
   /** stdout lines without the nonce. */
   raw: string[];
+  /** stderr without the runner's marks. */
   stderr: string;
+  /** The runner's marks on stderr, one after each result. */
+  marks: RunnerFrame[];
   exit: SandboxExit;
   /** Milliseconds from before start() to the ready frame, the last result frame and the exit. */
   timings: { started: number; ready?: number; result?: number; exited: number };
@@ -93,6 +96,15 @@ export async function runSandbox(
     const exit = await sandbox.exited;
     timings.exited = since();
     await Promise.allSettled([finished(sandbox.stdout), finished(sandbox.stderr)]);
+    const marks: RunnerFrame[] = [];
+    stderr = stderr
+      .split('\n')
+      .filter((line) => {
+        if (!line.startsWith(`${nonce} `)) return true;
+        marks.push(JSON.parse(line.slice(nonce.length + 1)) as RunnerFrame);
+        return false;
+      })
+      .join('\n');
     return {
       containerId: sandbox.id,
       nonce,
@@ -100,6 +112,7 @@ export async function runSandbox(
       results: frames.filter((frame) => frame.type === 'result'),
       raw,
       stderr,
+      marks,
       exit,
       timings: timings as RunReport['timings'],
     };

@@ -181,6 +181,7 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
       expect(Math.abs(value.deadline - Date.now())).toBeLessThan(10_000);
       expect(report.raw).toEqual([]);
       expect(report.stderr).toBe('');
+      expect(report.marks).toEqual([{ type: 'flushed', run: 1 }]);
     });
 
     test('console output and tampering with globals cannot forge, break or read the frames', async () => {
@@ -207,6 +208,8 @@ export function describeSandboxSuite(target: RuntimeUnderTest, sandbox: RuntimeS
         expect.arrayContaining(['leak: armed', 'leak: species armed', 'raw stderr']),
       );
       expect(report.stderr).not.toContain(report.nonce);
+      // The runner's own mark is the only line with the nonce.
+      expect(report.marks).toEqual([{ type: 'flushed', run: 1 }]);
       expect(report.exit.exitCode).toBe(0);
     });
 

@@ -6,6 +6,7 @@
 import { type RunnerHost, startRunner, uncurry } from './core.ts';
 
 const stdoutWriteSync = Deno.stdout.writeSync.bind(Deno.stdout);
+const stderrWriteSync = Deno.stderr.writeSync.bind(Deno.stderr);
 const stdinRead = Deno.stdin.read.bind(Deno.stdin);
 const denoInspect = Deno.inspect;
 const exit = Deno.exit;
@@ -25,6 +26,7 @@ const chunkView = (length: number) => new Uint8ArrayCtor(chunkBuffer, 0, length)
 
 const host: RunnerHost = {
   writeStdout: (bytes) => stdoutWriteSync(bytes),
+  writeStderr: (bytes) => stderrWriteSync(bytes),
   readStdin: async () => {
     const read = await stdinRead(chunk);
     return read === null ? null : chunkView(read);

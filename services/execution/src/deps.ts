@@ -15,6 +15,7 @@ import type {
   SandboxMemory,
 } from '@assist-tee/server';
 import type { Egress } from './egress.js';
+import type { ExecutionWriter } from './execution-writer.js';
 import type { Sessions } from './sessions.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -27,6 +28,8 @@ export interface ExecutionDeps {
   sandbox: SandboxDriver;
   /** Events are written here with the state they describe, and relayed to JetStream. */
   outbox: Outbox;
+  /** Finished executions and their events, many in one statement. */
+  writer: ExecutionWriter;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */

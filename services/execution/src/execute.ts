@@ -150,10 +150,8 @@ export async function callWork(
   input: ExecuteInput,
 ): Promise<RunWork> {
   const data = eventData(input.data);
-  if (input.code !== '') {
-    if (data !== null) {
-      throw invalidArgument('data', 'must be empty when code is set: a snippet takes no event');
-    }
+  if (input.code !== '' && data !== null) {
+    throw invalidArgument('data', 'must be empty when code is set: a snippet takes no event');
   }
   const eventBytes = Buffer.byteLength(JSON.stringify({ data, code: input.code, env: input.env }));
   if (eventBytes > deps.config.execution.maxEventBytes) {

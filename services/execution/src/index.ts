@@ -37,6 +37,7 @@ import { listSessions } from './rpc/list-sessions.js';
 import { sessionSandboxes } from './rpc/session-sandboxes.js';
 import { listExecutions } from './rpc/list-executions.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
+import { ExecutionWriter } from './execution-writer.js';
 import { launchSandbox } from './launch.js';
 import { Sessions } from './sessions.js';
 import { WarmPool } from './warm-pool.js';
@@ -104,6 +105,7 @@ export async function createExecutionService(
     db,
     bus,
     outbox,
+    writer: new ExecutionWriter({ db, outbox }),
     pool,
     work: new InFlight('execution'),
     idempotency: createIdempotency({

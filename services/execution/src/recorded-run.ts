@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
-import { wrap } from '@mikro-orm/core';
 import type { ExecutionLimits } from '@assist-tee/config';
 import { type ColdStartReasonName, ExecutionEntity } from '@assist-tee/db';
 import { eventHeader } from '@assist-tee/events';
+import type { OutboxEvent } from '@assist-tee/outbox';
 import {
   type Environment,
   ExecutionFinishedSchema,
@@ -46,8 +46,7 @@ export async function recordedRun(
   spec: RecordedRunSpec,
 ): Promise<{ row: ExecutionEntity; outcome: RunOutcome }> {
   const { environment } = spec;
-  const em = deps.db.em();
-  const row = em.create(ExecutionEntity, {
+  const row: ExecutionEntity = {
     id: randomUUID(),
     environmentId: environment.id,
     tenantId: environment.tenantId,
@@ -65,7 +64,7 @@ export async function recordedRun(
     instanceId: deps.config.instanceId,
     createdAt: new Date(spec.startedAt),
     finishedAt: null,
-  });
+  };
   const started = create(ExecutionStartedSchema, {
     ...eventHeader(),
     executionId: row.id,
@@ -78,7 +77,11 @@ export async function recordedRun(
   let recordedRunning: Promise<void> | undefined;
   const recordRunning = setTimeout(() => {
     recordedRunning = spec.confirmed
-      .then(() => deps.outbox.flushWith(em, 'execution.started', started))
+      .then(() => {
+        const em = deps.db.em();
+        em.create(ExecutionEntity, { ...row });
+        return deps.outbox.flushWith(em, 'execution.started', started);
+      })
       .catch((error: unknown) => recording.abort(error));
   }, RUNNING_RECORD_DELAY_MS);
   let outcome: RunOutcome;
@@ -99,7 +102,6 @@ export async function recordedRun(
   clearTimeout(recordRunning);
   await Promise.allSettled([spec.confirmed, recordedRunning]);
   if (recording.signal.aborted) throw recording.signal.reason;
-  if (recordedRunning === undefined) deps.outbox.add(em, 'execution.started', started);
   if (await deletedUnderIt(deps, environment.id, outcome)) {
     const { name, message } = environmentDeleted();
     outcome = {
@@ -109,7 +111,7 @@ export async function recordedRun(
       error: { name, message, stack: '' },
     };
   }
-  const recorded = await recordOutcome(deps, em, row, outcome, spec.startedAt, {
+  const recorded = await recordOutcome(deps, row, outcome, spec.startedAt, {
     started,
     recordedRunning: recordedRunning !== undefined,
   });
@@ -122,13 +124,13 @@ export async function recordedRun(
 
 /**
  * Writes the outcome and its execution.finished in one transaction, and returns the row as
- * stored. A short run's row is inserted with its outcome. A row recorded RUNNING is finished
- * only while it still is: the stuck-execution sweep may have finished it meanwhile, and then
- * that outcome stands, with its own execution.finished as the only one.
+ * stored. A short run's row is inserted with its outcome and both its events (ExecutionWriter).
+ * A row recorded RUNNING is finished only while it still is: the stuck-execution sweep may have
+ * finished it meanwhile, and then that outcome stands, with its own execution.finished as the
+ * only one.
  */
 async function recordOutcome(
   deps: CoreDeps,
-  em: ReturnType<CoreDeps['db']['em']>,
   row: ExecutionEntity,
   outcome: RunOutcome,
   startedAt: number,
@@ -150,8 +152,10 @@ async function recordOutcome(
     ...eventHeader(),
     execution: toExecutionMessage(row, { brief: true }),
   });
-  // In a fresh unit of work: `em` holds the row with the outcome already assigned, and a
-  // flush of it would write that whatever the row's status.
+  const events: OutboxEvent[] = [
+    { type: 'execution.started', message: started },
+    { type: 'execution.finished', message: finished },
+  ];
   const finishRunning = () =>
     deps.db.em().transactional(async (tx) => {
       const updated = await tx.nativeUpdate(
@@ -167,7 +171,7 @@ async function recordOutcome(
     if (recordedRunning) {
       written = await finishRunning();
     } else {
-      await deps.outbox.flushWith(em, 'execution.finished', finished);
+      await deps.writer.write(row, events);
       written = true;
     }
   } catch (error) {
@@ -178,16 +182,13 @@ async function recordOutcome(
     written = await retryWhileUnreachable(async () => {
       if (recordedRunning) return finishRunning();
       // A short run: nothing of it is stored unless the failed attempt did commit after all.
-      const fresh = deps.db.em();
-      if ((await fresh.count(ExecutionEntity, { id: row.id })) > 0) return true;
-      fresh.create(ExecutionEntity, wrap(row).toPOJO());
-      deps.outbox.add(fresh, 'execution.started', started);
-      await deps.outbox.flushWith(fresh, 'execution.finished', finished);
+      if ((await deps.db.em().count(ExecutionEntity, { id: row.id })) > 0) return true;
+      await deps.writer.write(row, events);
       return true;
     }, RECORD_RETRY_MS);
   }
   if (written) {
-    if (recordedRunning) deps.outbox.publishPending();
+    if (recordedRunning) deps.outbox.publishCommitted([events[1]!]);
     return row;
   }
   deps.logger.warn(

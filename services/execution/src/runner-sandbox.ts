@@ -68,8 +68,6 @@ export interface RunOutcome extends Classified {
 
 // After the container exits, its output streams end once Docker has flushed them.
 const STREAM_DRAIN_MS = 2_000;
-// Output on stderr may trail the result frame on stdout by a hair.
-const RESULT_SETTLE_MS = 1;
 
 interface ActiveRun {
   id: number;
@@ -79,6 +77,9 @@ interface ActiveRun {
   truncated: boolean;
   sent: boolean;
   result?: RunResult;
+  /** The runner's stderr mark after the result: the run's stderr is all in. */
+  flushed: boolean;
+  /** Resolves once both the result and the mark are in. */
   resultIn: PromiseWithResolvers<void>;
   /** The container's exit, once its output is drained, if it exits during the run. */
   exited: PromiseWithResolvers<SandboxExit>;
@@ -124,8 +125,8 @@ export class RunnerSandbox {
   ) {
     this.log = options.logger.child({ containerId: sandbox.id.slice(0, 12) });
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
-    this.stdoutLines = new LineSplitter((line) => this.onStdoutLine(line));
-    this.stderrLines = new LineSplitter((line) => this.addLog('ERROR', line));
+    this.stdoutLines = new LineSplitter((line) => this.onLine(line, 'INFO'));
+    this.stderrLines = new LineSplitter((line) => this.onLine(line, 'ERROR'));
     sandbox.stdout.on(
       'data',
       (chunk: Buffer) => this.account(chunk) && this.stdoutLines.push(chunk),
@@ -201,6 +202,7 @@ export class RunnerSandbox {
       outputBytes: this.unclaimedBytes,
       truncated: false,
       sent: false,
+      flushed: false,
       resultIn: Promise.withResolvers<void>(),
       exited: Promise.withResolvers<SandboxExit>(),
     };
@@ -234,16 +236,13 @@ export class RunnerSandbox {
   }
 
   /**
-   * The run's outcome: at its result (after RESULT_SETTLE_MS for trailing stderr) the sandbox
-   * lives on; a sandbox that exits or is stopped from outside first is waited for, so that its
-   * exit explains the outcome.
+   * The run's outcome: at its result (and the stderr mark after it) the sandbox lives on; a
+   * sandbox that exits or is stopped from outside first is waited for, so that its exit explains
+   * the outcome.
    */
   private async outcome(run: ActiveRun): Promise<RunOutcome> {
     const exited = run.exited.promise;
-    const settled = run.resultIn.promise.then(async () => {
-      await new Promise((resolve) => setTimeout(resolve, RESULT_SETTLE_MS));
-      return undefined;
-    });
+    const settled = run.resultIn.promise.then(() => undefined);
     let exit = await Promise.race([exited, settled]);
     if (this.stopped !== undefined) exit = await exited;
     clearTimeout(run.timer);
@@ -303,10 +302,15 @@ export class RunnerSandbox {
     run.timer = setTimeout(() => this.stop('timeout'), request.timeoutMs);
   }
 
-  private onStdoutLine(line: string): void {
+  /** A line of output: the user's own (stdout INFO, stderr ERROR) or a frame of the runner's. */
+  private onLine(line: string, level: 'INFO' | 'ERROR'): void {
     const { output, frame } = splitFrameLine(line, this.nonce);
-    if (output !== '' || frame === undefined) this.addLog('INFO', output);
+    if (output !== '' || frame === undefined) this.addLog(level, output);
     if (frame !== undefined) this.onFrame(frame);
+  }
+
+  private settleIfIn(run: ActiveRun): void {
+    if (run.sent && run.result !== undefined && run.flushed) run.resultIn.resolve();
   }
 
   private onFrame(frame: RunnerFrame): void {
@@ -326,7 +330,12 @@ export class RunnerSandbox {
       if (run === undefined || run.result !== undefined) return;
       if (frame.run !== run.id && frame.run !== 0) return;
       run.result = frame.ok ? { ok: true, value: frame.value } : { ok: false, error: frame.error };
-      if (run.sent) run.resultIn.resolve();
+      this.settleIfIn(run);
+    } else if (frame.type === 'flushed') {
+      const run = this.current;
+      if (run === undefined || frame.run !== run.id) return;
+      run.flushed = true;
+      this.settleIfIn(run);
     }
   }
 

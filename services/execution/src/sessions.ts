@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from '@mikro-orm/core';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ExecutionLimits } from '@assist-tee/config';
@@ -202,15 +203,20 @@ export class Sessions {
    * lifetime or idle timeout, plus a grace): that instance is gone.
    */
   async endStaleLost(): Promise<string[]> {
-    const now = Date.now();
-    const rows = await this.deps.db.em().find(SessionEntity, { status: 'ACTIVE' });
-    const stale = rows.filter(
-      (row) =>
-        !this.live.has(row.id) &&
-        (row.expiresAt.getTime() + LOST_GRACE_MS < now ||
-          (row.lastCallAt ?? row.createdAt).getTime() + row.idleTimeoutMs + LOST_GRACE_MS < now),
-    );
-    return this.endLost(stale, 'its instance stopped answering; the sandbox was removed');
+    const cutoff = new Date(Date.now() - LOST_GRACE_MS);
+    const rows = await this.deps.db.em().find(SessionEntity, {
+      status: 'ACTIVE',
+      id: { $nin: [...this.live.keys()] },
+      $or: [
+        { expiresAt: { $lt: cutoff } },
+        {
+          [sql`coalesce(last_call_at, created_at) + idle_timeout_ms * interval '1 millisecond'`]: {
+            $lt: cutoff,
+          },
+        },
+      ],
+    });
+    return this.endLost(rows, 'its instance stopped answering; the sandbox was removed');
   }
 
   /** Containers of ACTIVE sessions, on every instance. */
@@ -445,6 +451,7 @@ export class Sessions {
 
   /** The end and its session.ended in one transaction, if the session is still ACTIVE. */
   private async recordEnd(row: SessionEntity): Promise<boolean> {
+    const event = create(SessionEndedSchema, { ...eventHeader(), session: toSessionMessage(row) });
     const ended = await this.deps.db.em().transactional(async (tx) => {
       const updated = await tx.nativeUpdate(
         SessionEntity,
@@ -459,16 +466,10 @@ export class Sessions {
           lastCallAt: row.lastCallAt,
         },
       );
-      if (updated > 0) {
-        this.deps.outbox.add(
-          tx,
-          'session.ended',
-          create(SessionEndedSchema, { ...eventHeader(), session: toSessionMessage(row) }),
-        );
-      }
+      if (updated > 0) this.deps.outbox.add(tx, 'session.ended', event);
       return updated > 0;
     });
-    if (ended) this.deps.outbox.publishPending();
+    if (ended) this.deps.outbox.publishCommitted([{ type: 'session.ended', message: event }]);
     return ended;
   }
 

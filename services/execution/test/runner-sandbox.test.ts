@@ -43,8 +43,14 @@ class FakeContainer implements Sandbox {
     return JSON.parse(this.lines[n]!) as RunMessage;
   }
 
+  /** Writes a frame as the runner does: a result is followed by its mark on stderr. */
   frame(frame: RunnerFrame): void {
-    this.stdout.write(`${this.nonce} ${JSON.stringify(frame)}\n`);
+    this.write(this.stdout, frame);
+    if (frame.type === 'result') this.write(this.stderr, { type: 'flushed', run: frame.run });
+  }
+
+  write(stream: PassThrough, frame: RunnerFrame): void {
+    stream.write(`${this.nonce} ${JSON.stringify(frame)}\n`);
   }
 
   exit(exit: SandboxExit): void {
@@ -140,6 +146,26 @@ describe('RunnerSandbox', () => {
     });
     expect(sandbox.state).toBe('idle');
     expect(container.killed).toBe(false);
+  });
+
+  it("waits for the mark on stderr: what the run wrote there before it is the run's", async () => {
+    const { container, sandbox } = await launch();
+    container.frame({ type: 'ready' });
+    let settled = false;
+    const run = sandbox.run(request(null)).finally(() => (settled = true));
+    await container.runMessage(1);
+    container.write(container.stdout, { type: 'result', run: 1, ok: true, value: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toBe(false);
+    // A partial line glues itself in front of the mark.
+    container.stderr.write('late line\npartial');
+    container.write(container.stderr, { type: 'flushed', run: 1 });
+    const outcome = await run;
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(outcome.logs.map((line) => [line.level, line.message])).toEqual([
+      ['ERROR', 'late line'],
+      ['ERROR', 'partial'],
+    ]);
   });
 
   it('sends a run made while starting once the runner is ready', async () => {

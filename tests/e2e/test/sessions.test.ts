@@ -292,6 +292,35 @@ describe('sessions', () => {
       await expectNoSandbox({ environmentId });
     });
 
+    it('CreateSession with a request_id starts one session however often it is retried', async () => {
+      const client = await tee.clientOf(`session-retry-${uniqueSuffix()}`);
+      const { environment } = await client.environments.createEnvironment({
+        ...handlerModules('return 1;'),
+        runtime: Runtime.DENO,
+      });
+      const environmentId = environment!.id;
+      const requestId = `session-${uniqueSuffix()}`;
+      try {
+        const [first, second] = await Promise.all([
+          client.sessions.createSession({ environmentId, requestId }),
+          client.sessions.createSession({ environmentId, requestId }),
+        ]);
+        const again = await client.sessions.createSession({ environmentId, requestId });
+        expect(second.session!.id).toBe(first.session!.id);
+        expect(again.session!.id).toBe(first.session!.id);
+        const { sessions } = await client.sessions.listSessions({ environmentId });
+        expect(sessions.map((session) => session.id)).toEqual([first.session!.id]);
+        const changed = await rejection(
+          client.sessions.createSession({ environmentId, requestId, idleTimeoutMs: 1_000 }),
+        );
+        expect(changed.code).toBe(Code.InvalidArgument);
+        expect(changed.rawMessage).toMatch(/^request_id: was used with a different request/);
+      } finally {
+        await client.environments.deleteEnvironment({ id: environmentId });
+      }
+      await expectNoSandbox({ environmentId });
+    });
+
     it('runs calls one at a time in arrival order, and refuses calls past a full queue', async () => {
       const s = await open(
         handlerModules(

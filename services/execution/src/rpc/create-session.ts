@@ -1,8 +1,10 @@
 import { create } from '@bufbuild/protobuf';
 import {
   type CreateSessionRequest,
+  CreateSessionRequestSchema,
   type CreateSessionResponse,
   CreateSessionResponseSchema,
+  SessionSchema,
 } from '@assist-tee/proto';
 import type { HandlerContext } from '@connectrpc/connect';
 import { callerTenant } from '@assist-tee/server';
@@ -14,7 +16,18 @@ export function createSession(deps: ExecutionDeps) {
     request: CreateSessionRequest,
     context: HandlerContext,
   ): Promise<CreateSessionResponse> => {
-    const row = await deps.sessions.create(callerTenant(context), request);
-    return create(CreateSessionResponseSchema, { session: toSessionMessage(row) });
+    const caller = callerTenant(context);
+    const { answer } = await deps.idempotency.run(
+      {
+        rpc: 'CreateSession',
+        tenantId: caller,
+        requestId: request.requestId,
+        request: { schema: CreateSessionRequestSchema, message: request },
+        stored: SessionSchema,
+        signal: context.signal,
+      },
+      async () => toSessionMessage(await deps.sessions.create(caller, request)),
+    );
+    return create(CreateSessionResponseSchema, { session: answer });
   };
 }
