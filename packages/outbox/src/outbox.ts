@@ -60,6 +60,7 @@ export interface Outbox {
 
 const BATCH = 100;
 const PRUNE_EVERY_MS = 60_000;
+const MARK_DELAY_MS = 50;
 
 /** The row that carries `message` in the outbox table. */
 export function outboxRow<T extends EventType>(type: T, message: EventMessage<T>): OutboxRow {
@@ -135,10 +136,15 @@ export function startOutbox(options: OutboxOptions): Outbox {
     return items.filter((_, i) => results[i]!.status === 'fulfilled');
   }
 
-  /** Marks what publishCommitted published; calls that come while a mark runs join the next. */
+  /**
+   * Marks what publishCommitted published, a moment later, so that one statement marks the
+   * events of many calls; calls that come while a mark is waiting or running join it.
+   */
   function mark(eventIds: string[]): Promise<void> {
+    if (eventIds.length === 0) return Promise.resolve();
     toMark.push(...eventIds);
     marking ??= (async () => {
+      await new Promise((resolve) => setTimeout(resolve, MARK_DELAY_MS));
       while (toMark.length > 0) {
         const batch = toMark;
         toMark = [];
