@@ -92,6 +92,8 @@ export function startOutbox(options: OutboxOptions): Outbox {
   let wake: (() => void) | undefined;
   let requested = true;
   let lastPrune = 0;
+  const meta = db.orm.getMetadata(entity);
+  const table = `"${meta.schema}"."${meta.tableName}"`;
   /** Event ids published by publishCommitted and waiting to be marked, in one statement. */
   let toMark: string[] = [];
   let marking: Promise<void> | undefined;
@@ -149,9 +151,13 @@ export function startOutbox(options: OutboxOptions): Outbox {
         const batch = toMark;
         toMark = [];
         // Unmarked, an event is only published again, and JetStream drops the duplicate.
+        // One parameter, an array literal of the (uuid) ids: the ORM's `$in` would convert
+        // every id on its own, and it spreads a JavaScript array into a list.
         await db
           .em()
-          .nativeUpdate(entity, { eventId: { $in: batch } }, { publishedAt: new Date() })
+          .execute(`update ${table} set "published_at" = now() where "event_id" = any(?::uuid[])`, [
+            `{${batch.join(',')}}`,
+          ])
           .catch((error: unknown) => logger.warn({ err: error }, 'marking events failed'));
       }
       marking = undefined;
