@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { bunRuntime } from '@assist-tee/runtime-bun';
+import { encodeRun } from '@assist-tee/runtime-core';
 import { denoRuntime } from '@assist-tee/runtime-deno';
 import { environmentVolumeName, SANDBOX_ID } from '@assist-tee/sandbox';
 
@@ -143,22 +144,29 @@ export function naiveRun(environmentId, i = 0, runtimeName = 'RUNTIME_DENO') {
     ...runtime.command(run),
   ];
   const nonce = randomBytes(16).toString('hex');
-  const event = {
+  // One run, then stdin closes and the runner exits.
+  const message = encodeRun({
+    type: 'run',
+    id: 1,
+    kind: 'handler',
     data: { a: 2, b: i },
     env: {},
-    context: { executionId: 'naive', environmentId, timeoutMs: 10000 },
-  };
+    context: { executionId: 'naive', environmentId, sessionId: '', timeoutMs: 10000 },
+  });
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('docker', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    // stderr carries the runner's mark after the result (and docker's own errors).
+    const child = spawn('docker', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     child.stdout.on('data', (chunk) => (out += chunk));
-    child.stdin.end(`${nonce}\n${JSON.stringify(event)}\n`);
+    child.stderr.on('data', (chunk) => (err += chunk));
+    child.stdin.end(`${nonce}\n${message}`);
     child.on('exit', (code) => {
       const ms = performance.now() - started;
       const result = out.split('\n').find((line) => line.startsWith(`${nonce} {"type":"result"`));
       if (code !== 0 || !result || JSON.parse(result.slice(33)).value.sum !== 2 + i) {
-        reject(new Error(`naive run failed (exit ${code}): ${out}`));
+        reject(new Error(`naive run failed (exit ${code}): ${out}${err}`));
       } else resolve({ ms });
     });
   });
