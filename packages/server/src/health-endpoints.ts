@@ -1,13 +1,17 @@
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from '@assist-tee/logger';
+import type { Registry } from 'prom-client';
 import { errorInterceptor } from './errors.js';
 import { grpcHealthRoutes, type Readiness } from './grpc-health.js';
 import { serveHealth, serveLiveness } from './health.js';
+import { serveMetrics } from './metrics.js';
 
 type RequestHandler = ReturnType<typeof connectNodeAdapter>;
 
 export interface HealthEndpointsOptions {
   readiness: Readiness;
+  /** Served as GET /metrics, in Prometheus' text format. */
+  metrics: Registry;
   /** Insecure settings in force, listed by every answer. */
   warnings: readonly string[];
   logger: Logger;
@@ -20,8 +24,8 @@ const MAX_HEALTH_REQUEST_BYTES = 4096;
 
 /**
  * The endpoints open to anyone, without an API key: GET /livez (the process serves), GET
- * /readyz and its older name /healthz (its dependencies answer), and grpc.health.v1.Health.
- * Anything else is 404.
+ * /readyz and its older name /healthz (its dependencies answer), GET /metrics (Prometheus),
+ * and grpc.health.v1.Health. Anything else is 404.
  */
 export function healthEndpoints(options: HealthEndpointsOptions): RequestHandler {
   const { readiness, warnings } = options;
@@ -36,6 +40,8 @@ export function healthEndpoints(options: HealthEndpointsOptions): RequestHandler
         serveLiveness(response, warnings);
       } else if (request.method === 'GET' && (path === '/readyz' || path === '/healthz')) {
         void serveHealth(readiness.checks, response, warnings);
+      } else if (request.method === 'GET' && path === '/metrics') {
+        void serveMetrics(options.metrics, response);
       } else {
         response.writeHead(404, { 'content-type': 'text/plain' });
         response.end('not found\n');

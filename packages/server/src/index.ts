@@ -12,5 +12,6 @@ export * from './pagination.js';
 export * from './process.js';
 export * from './ids.js';
 export * from './labels.js';
+export * from './metrics.js';
 export * from './sandbox-memory.js';
 export * from './sandbox-runtime.js';

@@ -16,6 +16,7 @@ import { withCors } from './cors.js';
 import { errorInterceptor } from './errors.js';
 import type { HealthCheck } from './health.js';
 import { healthEndpoints } from './health-endpoints.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { SandboxMemory } from './sandbox-memory.js';
 import { startHttpServer } from './http-server.js';
 
@@ -30,6 +31,8 @@ export interface Infrastructure {
   authInterceptor: Interceptor;
   /** Memory of every sandbox this process runs (TEE_SANDBOX_MEMORY_MB), shared by its services. */
   sandboxMemory: SandboxMemory;
+  /** The process's Prometheus metrics, served as GET /metrics; services add theirs. */
+  metrics: Metrics;
 }
 
 /** One Connect service and its background work, as a process runs it. */
@@ -121,6 +124,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       apiKeys,
       authInterceptor: auth,
       sandboxMemory: new SandboxMemory(config.capacity.sandboxMemoryMb),
+      metrics: createMetrics(),
     };
 
     const services = await options.createServices(infrastructure);
@@ -154,11 +158,18 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       routes: (router) => services.forEach((service) => service.routes(router)),
       // The key is checked before the body is read; the interceptor then finds the caller set.
       requestGate: authGate(apiKeys, config.auth.allowAnonymous, logger),
-      interceptors: [errorInterceptor(logger), auth],
+      // Outermost, the metrics see the code the caller gets.
+      interceptors: [infrastructure.metrics.rpcInterceptor, errorInterceptor(logger), auth],
       readMaxBytes: config.http.maxRequestBytes,
       maxTimeoutMs: config.http.maxCallTimeoutMs,
       shutdownSignal: shutdown.signal,
-      fallback: healthEndpoints({ readiness, warnings, logger, shutdownSignal: shutdown.signal }),
+      fallback: healthEndpoints({
+        readiness,
+        metrics: infrastructure.metrics.registry,
+        warnings,
+        logger,
+        shutdownSignal: shutdown.signal,
+      }),
     });
     const server = await startHttpServer({
       host: config.http.host,

@@ -303,6 +303,23 @@ describe('the API port at its edges', () => {
       break;
     }
   });
+
+  it('serves Prometheus metrics without a key, counting the RPCs it served', async () => {
+    const client = await tee.clientOf('metrics-edge');
+    await client.environments.listEnvironments({});
+    const response = await fetch(`${tee.stack.url}/metrics`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    const listed = text
+      .split('\n')
+      .find((line) =>
+        line.startsWith(
+          'assist_tee_rpc_requests_total{service="assist_tee.v1.EnvironmentService",method="ListEnvironments",code="ok"}',
+        ),
+      );
+    expect(Number(listed?.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^process_resident_memory_bytes \d/m);
+  });
 });
 
 // The stack on a NATS of the test's own, which it stops: an orchestrator must see the process

@@ -1,0 +1,90 @@
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { codeToString } from '@connectrpc/connect/protocol-connect';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { HealthResponse } from './health.js';
+
+/** Seconds: from a fast unary call to a handler that runs for its full 300 s. */
+const RPC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/**
+ * One process's Prometheus metrics: a registry of its own (no module-level default), Node's
+ * process metrics, and those of every RPC it serves. Services add theirs to `registry`. Labels
+ * are bounded: services, methods and codes, never an id.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Counts each RPC by service, method and Connect code, and observes its duration. */
+  readonly rpcInterceptor: Interceptor;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const labelNames = ['service', 'method', 'code'] as const;
+  const requests = new Counter({
+    name: 'assist_tee_rpc_requests_total',
+    help: 'RPCs served, by service, method and Connect code (ok for success).',
+    labelNames,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'assist_tee_rpc_duration_seconds',
+    help: 'Time from an RPC arriving to its last response message, by service, method and code.',
+    labelNames,
+    buckets: RPC_BUCKETS,
+    registers: [registry],
+  });
+
+  const rpcInterceptor: Interceptor = (next) => async (request) => {
+    const started = performance.now();
+    const record = (error?: unknown) => {
+      const code =
+        error === undefined ? 'ok' : codeToString(ConnectError.from(error).code ?? Code.Unknown);
+      const labels = { service: request.service.typeName, method: request.method.name, code };
+      requests.inc(labels);
+      duration.observe(labels, (performance.now() - started) / 1000);
+    };
+    try {
+      const response = await next(request);
+      if (!response.stream) {
+        record();
+        return response;
+      }
+      // A stream is done when its last message is out, or when it fails.
+      return { ...response, message: observed(response.message, record) };
+    } catch (error) {
+      record(error);
+      throw error;
+    }
+  };
+  return { registry, rpcInterceptor };
+}
+
+/** Answers a scrape: the registry in Prometheus' text format. */
+export async function serveMetrics(registry: Registry, response: HealthResponse): Promise<void> {
+  try {
+    const text = await registry.metrics();
+    response.writeHead(200, { 'content-type': registry.contentType });
+    response.end(text);
+  } catch {
+    response.writeHead(500, { 'content-type': 'text/plain' });
+    response.end('collecting the metrics failed\n');
+  }
+}
+
+async function* observed<T>(
+  messages: AsyncIterable<T>,
+  record: (error?: unknown) => void,
+): AsyncIterable<T> {
+  // Neither finished nor failed: the client went away mid-stream.
+  let outcome: unknown = new ConnectError('the client went away', Code.Canceled);
+  try {
+    yield* messages;
+    outcome = undefined;
+  } catch (error) {
+    outcome = error;
+    throw error;
+  } finally {
+    record(outcome);
+  }
+}
