@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { codeToString } from '@connectrpc/connect/protocol-connect';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { ErrorInfoSchema } from '@assist-tee/proto';
 import type { HealthResponse } from './health.js';
 
 /** Seconds: from a fast unary call to a handler that runs for its full 300 s. */
@@ -35,14 +36,26 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const refusals = new Counter({
+    name: 'assist_tee_rpc_refusals_total',
+    help: 'RPCs refused with resource_exhausted, by service, method and reason (a quota or an admission limit).',
+    labelNames: ['service', 'method', 'reason'],
+    registers: [registry],
+  });
+
   const rpcInterceptor: Interceptor = (next) => async (request) => {
     const started = performance.now();
+    const service = request.service.typeName;
+    const method = request.method.name;
     const record = (error?: unknown) => {
-      const code =
-        error === undefined ? 'ok' : codeToString(ConnectError.from(error).code ?? Code.Unknown);
-      const labels = { service: request.service.typeName, method: request.method.name, code };
-      requests.inc(labels);
-      duration.observe(labels, (performance.now() - started) / 1000);
+      const connectError = error === undefined ? undefined : ConnectError.from(error);
+      const code = connectError === undefined ? 'ok' : codeToString(connectError.code);
+      requests.inc({ service, method, code });
+      duration.observe({ service, method, code }, (performance.now() - started) / 1000);
+      if (connectError?.code === Code.ResourceExhausted) {
+        const reason = connectError.findDetails(ErrorInfoSchema)[0]?.reason || 'UNKNOWN';
+        refusals.inc({ service, method, reason });
+      }
     };
     try {
       const response = await next(request);

@@ -10,6 +10,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createMetrics,
+  quotaExceeded,
   healthEndpoints,
   type HttpServer,
   type Metrics,
@@ -55,6 +56,9 @@ describe('RPC metrics', () => {
         service(EnvironmentService, {
           getEnvironment: ({ id }) => {
             if (id === 'missing') throw new ConnectError('no such environment', Code.NotFound);
+            if (id === 'quota') {
+              throw quotaExceeded('TENANT_QUOTA_ENVIRONMENTS', 'at the quota', { limit: 1 });
+            }
             return { environment: create(EnvironmentSchema, { id }) };
           },
         });
@@ -77,6 +81,7 @@ describe('RPC metrics', () => {
     await environments.getEnvironment({ id: 'a' });
     await environments.getEnvironment({ id: 'b' });
     await expect(environments.getEnvironment({ id: 'missing' })).rejects.toThrow(/no such/);
+    await expect(environments.getEnvironment({ id: 'quota' })).rejects.toThrow(/at the quota/);
     const received: unknown[] = [];
     for await (const message of executions.executeStream({ environmentId: 'ok' })) {
       received.push(message);
@@ -99,6 +104,11 @@ describe('RPC metrics', () => {
       sample(text, 'assist_tee_rpc_requests_total', { ...stream, code: 'resource_exhausted' }),
     ).toBe(1);
     expect(sample(text, 'assist_tee_rpc_duration_seconds_count', { ...get, code: 'ok' })).toBe(2);
+    // Refusals by the reason their ErrorInfo gives, UNKNOWN without one.
+    const refusals = (labels: Record<string, string>) =>
+      sample(text, 'assist_tee_rpc_refusals_total', labels);
+    expect(refusals({ ...get, reason: 'TENANT_QUOTA_ENVIRONMENTS' })).toBe(1);
+    expect(refusals({ ...stream, reason: 'UNKNOWN' })).toBe(1);
     expect(
       sample(text, 'assist_tee_rpc_duration_seconds_bucket', { le: '300', ...get, code: 'ok' }),
     ).toBe(2);

@@ -15,6 +15,7 @@ import type {
   SandboxMemory,
 } from '@assist-tee/server';
 import type { Egress } from './egress.js';
+import type { ExecutionMetrics } from './execution-metrics.js';
 import type { ExecutionWriter } from './execution-writer.js';
 import type { Sessions } from './sessions.js';
 import type { WarmPool } from './warm-pool.js';
@@ -30,6 +31,8 @@ export interface ExecutionDeps {
   outbox: Outbox;
   /** Finished executions and their events, many in one statement. */
   writer: ExecutionWriter;
+  /** Executions and the pool, in the process's Prometheus registry. */
+  metrics: ExecutionMetrics;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */

@@ -37,6 +37,7 @@ import { listSessions } from './rpc/list-sessions.js';
 import { sessionSandboxes } from './rpc/session-sandboxes.js';
 import { listExecutions } from './rpc/list-executions.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
+import { ExecutionMetrics } from './execution-metrics.js';
 import { ExecutionWriter } from './execution-writer.js';
 import { launchSandbox } from './launch.js';
 import { Sessions } from './sessions.js';
@@ -106,6 +107,11 @@ export async function createExecutionService(
     bus,
     outbox,
     writer: new ExecutionWriter({ db, outbox }),
+    metrics: new ExecutionMetrics(
+      infrastructure.metrics.registry,
+      pool,
+      config.pool.memoryBudgetMb,
+    ),
     pool,
     work: new InFlight('execution'),
     idempotency: createIdempotency({

@@ -119,6 +119,7 @@ export async function recordedRun(
     { executionId: recorded.id, status: recorded.status, durationMs: recorded.durationMs },
     'execution finished',
   );
+  deps.metrics.finished(environment, recorded.status, spec.warm, recorded.durationMs ?? 0);
   return { row: recorded, outcome };
 }
 
