@@ -153,10 +153,8 @@ async function recordOutcome(
     ...eventHeader(),
     execution: toExecutionMessage(row, { brief: true }),
   });
-  const events: OutboxEvent[] = [
-    { type: 'execution.started', message: started },
-    { type: 'execution.finished', message: finished },
-  ];
+  const finishedEvent: OutboxEvent = { type: 'execution.finished', message: finished };
+  const events: OutboxEvent[] = [{ type: 'execution.started', message: started }, finishedEvent];
   const finishRunning = () =>
     deps.db.em().transactional(async (tx) => {
       const updated = await tx.nativeUpdate(
@@ -189,7 +187,7 @@ async function recordOutcome(
     }, RECORD_RETRY_MS);
   }
   if (written) {
-    if (recordedRunning) deps.outbox.publishCommitted([events[1]!]);
+    if (recordedRunning) deps.outbox.publishCommitted([finishedEvent]);
     return row;
   }
   deps.logger.warn(

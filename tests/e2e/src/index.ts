@@ -4,3 +4,4 @@ export * from './runtimes.js';
 export * from './stack.js';
 export * from './processes.js';
 export * from './settled.js';
+export * from './rejection.js';

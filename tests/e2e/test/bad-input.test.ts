@@ -1,20 +1,17 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { type CreateEnvironmentRequestSchema, Runtime } from '@assist-tee/client';
 import { fromJson, type MessageInitShape } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { queryRows, setEnvironmentStatus, sumExample, useTestStack } from '../src/index.js';
+import {
+  queryRows,
+  rejection,
+  setEnvironmentStatus,
+  sumExample,
+  useTestStack,
+} from '../src/index.js';
 
 type CreateInit = MessageInitShape<typeof CreateEnvironmentRequestSchema>;
-
-async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('bad input is refused with the field named, and nothing is created', () => {
   const tee = useTestStack({

@@ -10,13 +10,14 @@ import {
 import { type DescMessage, fromBinary, fromJson, type MessageShape } from '@bufbuild/protobuf';
 import { base64Decode } from '@bufbuild/protobuf/wire';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { describe, expect, it, vi } from 'vitest';
 import {
   expectSettled,
   handlerModules,
   queryRows,
   setEnvironmentStatus,
+  rejection,
   sumExample,
   useTestStack,
 } from '../src/index.js';
@@ -36,15 +37,6 @@ function jsonDetails<Desc extends DescMessage>(
   return (body.details ?? [])
     .filter((detail) => detail.type === desc.typeName)
     .map((detail) => fromBinary(desc, base64Decode(detail.value)));
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error('expected the call to fail');
 }
 
 const DOMAIN = 'assist-tee.dev';

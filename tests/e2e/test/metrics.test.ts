@@ -1,8 +1,8 @@
-import { Code, ConnectError, ExecutionStatus, Runtime } from '@assist-tee/client';
+import { Code, ExecutionStatus, Runtime } from '@assist-tee/client';
 import { fromJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it, vi } from 'vitest';
-import { handlerModules, useTestStack } from '../src/index.js';
+import { handlerModules, rejection, useTestStack } from '../src/index.js';
 
 /** Every sample of a scrape, by its name and labels as written. */
 function parse(text: string): Map<string, number> {
@@ -48,13 +48,13 @@ describe('metrics after a known sequence of calls', () => {
         false,
         ExecutionStatus.TIMEOUT,
       ]);
-      const refused = await client.environments
-        .createEnvironment({ ...handlerModules('return 2;'), runtime: Runtime.DENO })
-        .then(
-          () => undefined,
-          (error: unknown) => ConnectError.from(error),
-        );
-      expect(refused?.code).toBe(Code.ResourceExhausted);
+      const refused = await rejection(
+        client.environments.createEnvironment({
+          ...handlerModules('return 2;'),
+          runtime: Runtime.DENO,
+        }),
+      );
+      expect(refused.code).toBe(Code.ResourceExhausted);
 
       const after = await scrape();
       const moved = (sample: string) => (after.get(sample) ?? 0) - (before.get(sample) ?? 0);

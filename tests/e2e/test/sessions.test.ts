@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   handlerModules,
   NAMED_RUNTIMES,
+  rejection,
   type ProcessTestBed,
   type ServiceProcess,
   startProcessTestBed,
@@ -26,15 +27,6 @@ import {
 const QUOTA_OPEN_SESSIONS = 3;
 const MAX_QUEUED_CALLS = 4;
 const polling = { timeout: 15_000, interval: 100 };
-
-async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error('expected the call to fail');
-}
 
 const reasonOf = (error: ConnectError) => error.findDetails(ErrorInfoSchema)[0]?.reason;
 const json = (execution: Execution | undefined) => toJson(ValueSchema, execution!.result!);
