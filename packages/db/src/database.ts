@@ -3,6 +3,7 @@ import { Migrator } from '@mikro-orm/migrations';
 import { type EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '@assist-tee/logger';
 import { PinoOrmLogger } from './orm-logger.js';
+import { TransactionSpans } from './transaction-spans.js';
 
 export type DatabaseEntity = EntitySchema | EntityClass<AnyEntity>;
 
@@ -54,6 +55,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       // not pick up that transaction's entity manager.
       contextName: options.schema,
       entities: [...options.entities],
+      subscribers: [new TransactionSpans(options.schema)],
       extensions: [Migrator],
       migrations: {
         migrationsList: [...options.migrations],

@@ -36,6 +36,7 @@ describe('openDatabase', () => {
         '0003-create-processed-event',
         '0004-tenant',
         '0005-idempotency-key',
+        '0006-outbox-traceparent',
       ]);
       expect(await applied('execution')).toEqual([
         '0001-create-executions',
@@ -46,6 +47,7 @@ describe('openDatabase', () => {
         '0006-idempotency-key',
         '0007-cold-start-reason',
         '0008-sessions',
+        '0009-trace-context',
       ]);
 
       // A second open (a restart, another replica) finds nothing pending.
@@ -58,6 +60,7 @@ describe('openDatabase', () => {
         '0003-create-processed-event',
         '0004-tenant',
         '0005-idempotency-key',
+        '0006-outbox-traceparent',
       ]);
     } finally {
       await environments.close();

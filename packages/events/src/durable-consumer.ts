@@ -12,12 +12,19 @@ import {
 } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@assist-tee/logger';
+import { extractTraceContext, inSpan, SpanKind } from '@assist-tee/tracing';
+import { type ConsumerMetrics, NO_CONSUMER_COUNTS } from './consumer-metrics.js';
 import { decodeEvent, eventFilterSubjects, eventTypeOf } from './event-subjects.js';
 import { type EventType, isEventType, type ReceivedEvent } from './event-types.js';
 
 export interface ConsumeOptions {
   /** The consumer's durable name; processes using the same name share its messages. */
   durable: string;
+  /**
+   * The consumer's label in the metrics, by default the durable name. A durable per instance
+   * gives its role here, so that the label stays bounded.
+   */
+  metricsName?: string;
   types: EventType[];
   /** Resolves: the event is acked. Throws: it is redelivered after a delay, up to maxDeliver. */
   handle: (event: ReceivedEvent) => void | Promise<void>;
@@ -52,6 +59,7 @@ interface ConsumerContext {
   streamName: string;
   subjectPrefix: string;
   logger: Logger;
+  metrics?: ConsumerMetrics;
 }
 
 const ACK_WAIT_MS = 30_000;
@@ -82,16 +90,23 @@ export async function startConsumer(
   const logger = context.logger.child({ durable });
 
   await ensureConsumer(context, consumerConfig(context, options, [...types].sort(), maxDeliver));
+  const counts =
+    context.metrics?.track(options.metricsName ?? durable, durable, async () => {
+      const info = await context.jsm.consumers.info(context.streamName, durable);
+      return { pending: info.num_pending, ackPending: info.num_ack_pending };
+    }) ?? NO_CONSUMER_COUNTS;
 
   const stopSignal = new AbortController();
   let messages: ConsumerMessages | undefined;
 
   const handleOne = async (msg: JsMsg): Promise<void> => {
+    counts.received(msg.redelivered);
     // Only when the server could not filter (nats-server before 2.10): told by the subject,
     // so the message is never decoded.
     const type = eventTypeOf(context.subjectPrefix, msg.subject);
     if (type !== undefined && !types.has(type)) {
       msg.ack();
+      counts.outcome('skipped');
       return;
     }
     let event: ReceivedEvent;
@@ -110,18 +125,27 @@ export async function startConsumer(
         'dropping an undecodable event',
       );
       msg.term();
+      counts.outcome('dropped');
       return;
     }
     const fields = { type: event.type, eventId: event.message.eventId, seq: msg.seq };
     const working = setInterval(() => msg.working(), WORKING_INTERVAL_MS);
     try {
-      await handleUntilNotTransient(event);
+      // The span joins the trace of the change the event reports (its traceparent header).
+      const parent = extractTraceContext((key) => msg.headers?.get(key) || undefined);
+      await inSpan(
+        `${event.type} process`,
+        { parent, kind: SpanKind.CONSUMER, attributes: consumerSpanAttributes(durable, msg) },
+        () => handleUntilNotTransient(event),
+      );
       msg.ack();
+      counts.outcome('handled');
     } catch (error) {
       const deliveries = msg.info.deliveryCount;
       if (deliveries >= maxDeliver) {
         logger.error({ err: error, ...fields, deliveries }, 'handling an event failed; giving up');
         msg.term();
+        counts.outcome('dropped');
       } else {
         const delay = Math.min(retryDelayMs * 2 ** (deliveries - 1), MAX_RETRY_DELAY_MS);
         logger.warn(
@@ -129,6 +153,7 @@ export async function startConsumer(
           'handling an event failed',
         );
         msg.nak(delay);
+        counts.outcome('retried');
       }
     } finally {
       clearInterval(working);
@@ -188,7 +213,7 @@ export async function startConsumer(
       await sleep(RESTART_DELAY_MS, stopSignal.signal);
     }
   };
-  const done = loop();
+  const done = loop().finally(() => counts.end());
 
   return {
     stop: async () => {
@@ -279,6 +304,16 @@ export function consumerFilter(
   }
   // nats-server 2.9 (Debian 12's) filters on one subject only: take all, skip the rest.
   return { filter_subject: `${prefix}.>`, filter_subjects: undefined };
+}
+
+function consumerSpanAttributes(durable: string, msg: JsMsg) {
+  return {
+    'messaging.system': 'nats',
+    'messaging.operation.type': 'process',
+    'messaging.destination.name': msg.subject,
+    'messaging.consumer.group.name': durable,
+    'messaging.message.id': msg.headers?.get('Nats-Msg-Id') ?? '',
+  };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -8,6 +8,9 @@ import {
 } from '@nats-io/jetstream';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@assist-tee/logger';
+import { injectTraceContext } from '@assist-tee/tracing';
+import type { Registry } from 'prom-client';
+import { ConsumerMetrics } from './consumer-metrics.js';
 import { type Consumption, type ConsumeOptions, startConsumer } from './durable-consumer.js';
 import { cloudEventHeaders } from './cloud-events.js';
 import { assertSubjectPrefix, eventStreamName, eventSubject } from './event-subjects.js';
@@ -29,6 +32,8 @@ export interface EventBusOptions {
   /** Connection name, as the server's monitoring shows it. */
   name: string;
   logger: Logger;
+  /** The process's metrics: the consumers' events and lag go there. */
+  registry?: Registry;
 }
 
 export interface EventBus {
@@ -38,11 +43,16 @@ export interface EventBus {
   /**
    * Publishes to `${prefix}.events.${tenant}.${type}` with the CloudEvents headers and
    * Nats-Msg-Id = ce-id = message.eventId, and resolves once JetStream has stored it, so
-   * re-publishing the same event id is a no-op.
+   * re-publishing the same event id is a no-op. The `traceparent` header carries the trace of
+   * the change it reports: the one given (stored with the event in an outbox), or the active one.
    */
-  publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void>;
+  publish<T extends EventType>(
+    type: T,
+    message: EventMessage<T>,
+    traceparent?: string | null,
+  ): Promise<void>;
   /** publish() of an event already encoded (encodeEvent), e.g. read back from an outbox. */
-  publishEncoded(type: EventType, data: Uint8Array): Promise<void>;
+  publishEncoded(type: EventType, data: Uint8Array, traceparent?: string | null): Promise<void>;
   /**
    * A durable pull consumer on these types: acks after handle() resolves, redelivers with a
    * delay when it throws, gives up after maxDeliver. Processes with the same durable name
@@ -80,7 +90,8 @@ export async function connectEventBus(options: EventBusOptions): Promise<EventBu
 
   try {
     const jsm = await jetstreamManager(nc);
-    const bus = new JetStreamEventBus(nc, jsm, jetstream(nc), subjectPrefix, logger);
+    const metrics = options.registry && ConsumerMetrics.of(options.registry);
+    const bus = new JetStreamEventBus(nc, jsm, jetstream(nc), subjectPrefix, logger, metrics);
     await bus.ensureStream();
     logger.info({ server: nc.getServer(), stream: bus.streamName }, 'event bus connected');
     return bus;
@@ -104,6 +115,7 @@ class JetStreamEventBus implements EventBus {
     private readonly js: ReturnType<typeof jetstream>,
     private readonly subjectPrefix: string,
     private readonly logger: Logger,
+    private readonly metrics?: ConsumerMetrics,
   ) {
     this.streamName = eventStreamName(subjectPrefix);
   }
@@ -134,21 +146,35 @@ class JetStreamEventBus implements EventBus {
     }
   }
 
-  async publish<T extends EventType>(type: T, message: EventMessage<T>): Promise<void> {
-    await this.send({ type, message } as DecodedEvent, encodeEvent(type, message));
+  async publish<T extends EventType>(
+    type: T,
+    message: EventMessage<T>,
+    traceparent?: string | null,
+  ): Promise<void> {
+    await this.send({ type, message } as DecodedEvent, encodeEvent(type, message), traceparent);
   }
 
-  async publishEncoded(type: EventType, data: Uint8Array): Promise<void> {
+  async publishEncoded(
+    type: EventType,
+    data: Uint8Array,
+    traceparent?: string | null,
+  ): Promise<void> {
     if (!isEventType(type)) throw new Error(`unknown event type ${JSON.stringify(type)}`);
     // The subject and headers come from the message: an outbox stores only type and bytes.
-    await this.send(decodeEventMessage(type, data), data);
+    await this.send(decodeEventMessage(type, data), data, traceparent);
   }
 
-  private async send(event: DecodedEvent, data: Uint8Array): Promise<void> {
+  private async send(
+    event: DecodedEvent,
+    data: Uint8Array,
+    traceparent: string | null | undefined,
+  ): Promise<void> {
     const { type } = event;
     const eventId = event.message.eventId;
     const subject = eventSubject(this.subjectPrefix, eventTenant(event), type);
     const headers = cloudEventHeaders(event);
+    if (traceparent) headers.set('traceparent', traceparent);
+    else injectTraceContext((key, value) => headers.set(key, value));
     const ack = await this.js.publish(subject, data, { msgID: eventId, headers });
     if (ack.duplicate) this.logger.debug({ type, eventId }, 'event already published');
   }
@@ -162,6 +188,7 @@ class JetStreamEventBus implements EventBus {
         streamName: this.streamName,
         subjectPrefix: this.subjectPrefix,
         logger: this.logger,
+        metrics: this.metrics,
       },
       options,
     );

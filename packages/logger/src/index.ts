@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { traceLogFields } from '@assist-tee/tracing';
 
 export type { Logger } from 'pino';
 
@@ -23,6 +24,8 @@ export function createLogger(config: LoggerConfig, options: LoggerOptions = {}):
       ],
       censor: '[redacted]',
     },
+    // A line written inside a span names it, so a log search and a trace find each other.
+    mixin: traceLogFields,
     ...options,
   });
 }

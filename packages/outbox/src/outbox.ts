@@ -3,6 +3,9 @@ import type { Database, OutboxEntityClass } from '@assist-tee/db';
 import type { EventBus, EventMessage, EventType } from '@assist-tee/events';
 import { encodeEvent } from '@assist-tee/events';
 import type { Logger } from '@assist-tee/logger';
+import { activeTraceparent } from '@assist-tee/tracing';
+import type { Registry } from 'prom-client';
+import { NO_OUTBOX_COUNTS, type OutboxBacklog, OutboxMetrics } from './outbox-metrics.js';
 
 type EntityManager = ReturnType<Database['em']>;
 
@@ -16,12 +19,16 @@ export interface OutboxOptions {
   retryMs?: number;
   /** Published rows older than this are deleted. */
   keepPublishedMs?: number;
+  /** The process's metrics: what this outbox publishes, and its backlog at each scrape. */
+  registry?: Registry;
 }
 
 /** An event with its type, as the outbox writes and publishes it. */
 export interface OutboxEvent<T extends EventType = EventType> {
   type: T;
   message: EventMessage<T>;
+  /** The trace of the change it reports (outboxRow's); by default the active one. */
+  traceparent?: string | null;
 }
 
 /** An outbox row's values, for a statement that inserts it with the state it describes. */
@@ -31,6 +38,7 @@ export interface OutboxRow {
   payload: Buffer;
   createdAt: Date;
   publishedAt: null;
+  traceparent: string | null;
 }
 
 export interface Outbox {
@@ -62,14 +70,23 @@ const BATCH = 100;
 const PRUNE_EVERY_MS = 60_000;
 const MARK_DELAY_MS = 50;
 
-/** The row that carries `message` in the outbox table. */
-export function outboxRow<T extends EventType>(type: T, message: EventMessage<T>): OutboxRow {
+/**
+ * The row that carries `message` in the outbox table, with the trace of the change (by default
+ * the active one): the relay sends it as the event's traceparent, so a consumer joins that trace
+ * however late the event goes out.
+ */
+export function outboxRow<T extends EventType>(
+  type: T,
+  message: EventMessage<T>,
+  traceparent: string | null = activeTraceparent() ?? null,
+): OutboxRow {
   return {
     eventId: message.eventId,
     type,
     payload: Buffer.from(encodeEvent(type, message)),
     createdAt: new Date(),
     publishedAt: null,
+    traceparent,
   };
 }
 
@@ -94,6 +111,9 @@ export function startOutbox(options: OutboxOptions): Outbox {
   let lastPrune = 0;
   const meta = db.orm.getMetadata(entity);
   const table = `"${meta.schema}"."${meta.tableName}"`;
+  const counts = options.registry
+    ? OutboxMetrics.of(options.registry).track(meta.schema ?? meta.tableName, backlog)
+    : NO_OUTBOX_COUNTS;
   /** Event ids published by publishCommitted and waiting to be marked, in one statement. */
   let toMark: string[] = [];
   let marking: Promise<void> | undefined;
@@ -116,7 +136,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
         },
       );
       const sent = await sendAll(rows, (row) =>
-        bus.publishEncoded(row.type as EventType, row.payload),
+        bus.publishEncoded(row.type as EventType, row.payload, row.traceparent),
       );
       for (const row of sent) row.publishedAt = new Date();
       return { published: sent.length, more: rows.length === BATCH || sent.length < rows.length };
@@ -128,8 +148,15 @@ export function startOutbox(options: OutboxOptions): Outbox {
    * order. Returns those that went out; the rest wait for the relay's retry (and so go out after
    * events that followed them).
    */
-  async function sendAll<T>(items: readonly T[], send: (item: T) => Promise<void>): Promise<T[]> {
+  async function sendAll<T extends { type: string }>(
+    items: readonly T[],
+    send: (item: T) => Promise<void>,
+  ): Promise<T[]> {
     const results = await Promise.allSettled(items.map(send));
+    results.forEach((result, i) => {
+      if (result.status === 'fulfilled') counts.published(items[i]!.type);
+      else counts.failed();
+    });
     const failed = results.filter((result) => result.status === 'rejected');
     if (failed.length > 0) {
       logger.warn({ err: failed[0]!.reason, failed: failed.length }, 'publish failed');
@@ -166,8 +193,20 @@ export function startOutbox(options: OutboxOptions): Outbox {
   }
 
   async function publishNow(events: readonly OutboxEvent[]): Promise<void> {
-    const sent = await sendAll(events, (event) => bus.publish(event.type, event.message));
+    const sent = await sendAll(events, (event) =>
+      bus.publish(event.type, event.message, event.traceparent),
+    );
     await mark(sent.map((event) => event.message.eventId));
+  }
+
+  /** For the metrics: one query, on the index of unpublished rows. */
+  async function backlog(): Promise<OutboxBacklog> {
+    const [row] = await db.em().execute<{ events: number; age: number }[]>(
+      `select count(*)::float8 as events,
+        coalesce(extract(epoch from now() - min("created_at")), 0)::float8 as age
+        from ${table} where "published_at" is null`,
+    );
+    return { events: row?.events ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
   }
 
   async function prune(): Promise<void> {
@@ -248,6 +287,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
       await relayBatch().catch((error: unknown) => {
         logger.warn({ err: error }, 'last outbox pass failed');
       });
+      counts.end();
     },
   };
 }

@@ -18,8 +18,10 @@ import {
   type TestDatabase,
   testSubjectPrefix,
 } from '@assist-tee/testing';
+import { activeTraceId, inSpan, registerTracing } from '@assist-tee/tracing';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Outbox, startOutbox } from '../src/index.js';
+import { type Outbox, outboxRow, startOutbox } from '../src/index.js';
 
 const logger = createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'silent' });
 const started = (executionId: string) =>
@@ -122,6 +124,33 @@ describe('the transactional outbox', () => {
     }
   });
 
+  it('sends the trace of the change with its event, also when the relay publishes it later', async () => {
+    const tracing = registerTracing('outbox-test', []);
+    const events = await collectEvents(nats.url, prefix);
+    try {
+      const event = started('00000000-0000-4000-8000-000000000021');
+      // Written inside a span, and published by the relay (not at once): from the stored row.
+      const traceId = await inSpan('change', {}, async () => {
+        const em = db.em();
+        outbox.add(em, 'execution.started', event);
+        await em.flush();
+        return activeTraceId();
+      });
+      expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+      const stored = await db.em().findOneOrFail(ExecutionOutboxEntity, event.eventId);
+      expect(stored.traceparent).toContain(traceId);
+      outbox.publishPending();
+      const relayed = (
+        await events.waitFor((seen) => seen.some((e) => e.message.eventId === event.eventId))
+      ).find((e) => e.message.eventId === event.eventId);
+      const headers = await storedHeaders(nats.url, bus.streamName, relayed!.streamSequence);
+      expect(headers?.get('traceparent')).toBe(stored.traceparent);
+    } finally {
+      await events.stop();
+      await tracing.shutdown();
+    }
+  });
+
   it('publishes committed events at once, without waiting for a relay pass', async () => {
     // A relay that, after its first pass, looks again only in a minute.
     await outbox.close();
@@ -177,5 +206,74 @@ describe('the transactional outbox', () => {
     } finally {
       await events.stop();
     }
+  });
+
+  it('reports its backlog, the age of its oldest event, and what it published, as metrics', async () => {
+    await outbox.close();
+    const registry = new Registry();
+    /** The scrape's samples of the execution outbox, by name (all with outbox="execution"). */
+    const scrape = async () => {
+      const samples = new Map<string, number>();
+      for (const line of (await registry.metrics()).split('\n')) {
+        const match = /^(\w+)\{outbox="execution"(?:,type="([\w.]+)")?\} (\S+)$/.exec(line);
+        if (match) samples.set(match[2] ? `${match[1]}:${match[2]}` : match[1]!, Number(match[3]));
+      }
+      return samples;
+    };
+    const em = db.em();
+    const old = started('00000000-0000-4000-8000-000000000012');
+    em.create(ExecutionOutboxEntity, {
+      ...outboxRow('execution.started', old),
+      createdAt: new Date(Date.now() - 30_000),
+    });
+    em.create(
+      ExecutionOutboxEntity,
+      outboxRow('execution.started', started('00000000-0000-4000-8000-000000000013')),
+    );
+    await em.flush();
+    // Locked, the rows stay unpublished: the relay skips what another transaction holds.
+    await db.em().transactional(async (tx) => {
+      await tx.execute(
+        'select 1 from "execution"."outbox" where "published_at" is null for update',
+      );
+      outbox = startOutbox({
+        db,
+        entity: ExecutionOutboxEntity,
+        bus,
+        logger,
+        retryMs: 60_000,
+        registry,
+      });
+      const held = await scrape();
+      expect(held.get('assist_tee_outbox_backlog_events')).toBe(2);
+      expect(held.get('assist_tee_outbox_oldest_unrelayed_age_seconds')).toBeGreaterThanOrEqual(30);
+      expect(held.get('assist_tee_outbox_oldest_unrelayed_age_seconds')).toBeLessThan(60);
+    });
+    outbox.publishPending();
+    expect(await outbox.drained(10_000)).toBe(true);
+    expect(await scrape()).toEqual(
+      new Map([
+        ['assist_tee_events_published_total:execution.started', 2],
+        ['assist_tee_outbox_backlog_events', 0],
+        ['assist_tee_outbox_oldest_unrelayed_age_seconds', 0],
+      ]),
+    );
+
+    // NATS down: the publish fails, and is counted; the relay publishes it once NATS is back.
+    await nats.stop();
+    try {
+      await outbox.flushWith(db.em(), 'execution.started', started(crypto.randomUUID()));
+      await vi.waitFor(
+        async () =>
+          expect((await scrape()).get('assist_tee_outbox_publish_failures_total')).toBe(1),
+        { timeout: 20_000, interval: 200 },
+      );
+    } finally {
+      await nats.start();
+    }
+    expect(await outbox.drained(30_000)).toBe(true);
+    const after = await scrape();
+    expect(after.get('assist_tee_events_published_total:execution.started')).toBe(3);
+    expect(after.get('assist_tee_outbox_backlog_events')).toBe(0);
   });
 });

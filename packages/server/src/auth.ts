@@ -8,6 +8,7 @@ import {
   type Transport,
 } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { propagateTraceInterceptor } from './tracing.js';
 import type { Config } from '@assist-tee/config';
 import type { Logger } from '@assist-tee/logger';
 import type { ApiKeys, Principal } from './api-keys.js';
@@ -140,6 +141,6 @@ export function serviceTransport(config: Config, baseUrl: string): Transport {
   return createConnectTransport({
     baseUrl,
     httpVersion: '1.1',
-    interceptors: [bearer(config.auth.serviceKey)],
+    interceptors: [propagateTraceInterceptor, bearer(config.auth.serviceKey)],
   });
 }

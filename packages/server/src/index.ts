@@ -15,3 +15,4 @@ export * from './labels.js';
 export * from './metrics.js';
 export * from './sandbox-memory.js';
 export * from './sandbox-runtime.js';
+export * from './tracing.js';

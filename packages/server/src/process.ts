@@ -9,6 +9,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { loadConfig, type Config } from '@assist-tee/config';
 import { connectEventBus, type EventBus } from '@assist-tee/events';
 import { createLogger, type Logger } from '@assist-tee/logger';
+import { startTracing } from '@assist-tee/tracing';
 import { createDockerClient, SandboxDriver } from '@assist-tee/sandbox';
 import { type ApiKeys, openApiKeys } from './api-keys.js';
 import { authGate, authInterceptor } from './auth.js';
@@ -19,6 +20,7 @@ import { healthEndpoints } from './health-endpoints.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { SandboxMemory } from './sandbox-memory.js';
 import { startHttpServer } from './http-server.js';
+import { traceInterceptor } from './tracing.js';
 
 /** What a process shares between the services it runs. */
 export interface Infrastructure {
@@ -94,11 +96,13 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
   };
 
   try {
+    const metrics = createMetrics();
     const bus = await connectEventBus({
       servers: config.nats.servers,
       subjectPrefix: config.nats.subjectPrefix,
       name: `${options.name}-${config.instanceId}`,
       logger: logger.child({ subsystem: 'events' }),
+      registry: metrics.registry,
     });
     cleanups.push(() => bus.close());
     const sandbox = new SandboxDriver({
@@ -124,7 +128,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       apiKeys,
       authInterceptor: auth,
       sandboxMemory: new SandboxMemory(config.capacity.sandboxMemoryMb),
-      metrics: createMetrics(),
+      metrics,
     };
 
     const services = await options.createServices(infrastructure);
@@ -158,8 +162,13 @@ export async function startProcess(options: StartProcessOptions): Promise<Runnin
       routes: (router) => services.forEach((service) => service.routes(router)),
       // The key is checked before the body is read; the interceptor then finds the caller set.
       requestGate: authGate(apiKeys, config.auth.allowAnonymous, logger),
-      // Outermost, the metrics see the code the caller gets.
-      interceptors: [infrastructure.metrics.rpcInterceptor, errorInterceptor(logger), auth],
+      // The span holds everything else; the metrics see the code the caller gets.
+      interceptors: [
+        traceInterceptor,
+        infrastructure.metrics.rpcInterceptor,
+        errorInterceptor(logger),
+        auth,
+      ],
       readMaxBytes: config.http.maxRequestBytes,
       maxTimeoutMs: config.http.maxCallTimeoutMs,
       shutdownSignal: shutdown.signal,
@@ -211,15 +220,19 @@ function serviceNames(service: Service): string[] {
 }
 
 /**
- * The whole life of a service process: configuration from the environment, start, and a
- * graceful stop on SIGTERM or SIGINT. A second signal exits at once.
+ * The whole life of a service process: configuration from the environment, traces when the
+ * OTEL_* variables configure an exporter, start, and a graceful stop on SIGTERM or SIGINT. A
+ * second signal exits at once.
  */
 export async function runMain(
   name: string,
   createServices: StartProcessOptions['createServices'],
 ): Promise<void> {
   const config = loadConfig();
+  // The standalone process is `assist-tee`; a service running apart `assist-tee-<service>`.
+  const tracing = startTracing(name === 'assist-tee' ? name : `assist-tee-${name}`);
   const logger = createLogger({ level: config.logLevel }, { name });
+  if (tracing !== undefined) logger.info('exporting traces over OTLP');
   const running = await startProcess({ name, config, logger, createServices });
   const shutdown = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -231,5 +244,9 @@ export async function runMain(
   process.on('SIGINT', onSignal);
   await new Promise((resolve) => shutdown.signal.addEventListener('abort', resolve));
   await running.stop();
+  // The last spans go out before the process ends.
+  await tracing?.shutdown().catch((error: unknown) => {
+    logger.warn({ err: error }, 'exporting the last traces failed');
+  });
   logger.info('stopped');
 }

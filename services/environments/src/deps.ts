@@ -12,6 +12,7 @@ import type {
   InstanceLimit,
   SandboxMemory,
 } from '@assist-tee/server';
+import type { SetupMetrics } from './setup/setup-metrics.js';
 import type { SetupProgress } from './setup/progress.js';
 
 /** What the EnvironmentService's handlers work with. */
@@ -37,6 +38,8 @@ export interface EnvironmentsDeps {
   runningSetups: InstanceLimit;
   /** The memory of this process's sandboxes; an install holds its share while it runs. */
   memory: SandboxMemory;
+  /** Setups and dependency installs, in the process's metrics. */
+  metrics: SetupMetrics;
   /** Insecure development settings in force (no gVisor, no API keys): logged with each setup. */
   warnings: readonly string[];
 }

@@ -31,6 +31,7 @@ import { getEnvironment } from './rpc/get-environment.js';
 import { listEnvironments } from './rpc/list-environments.js';
 import { watchEnvironment } from './rpc/watch-environment.js';
 import { SetupProgress } from './setup/progress.js';
+import { SetupMetrics } from './setup/setup-metrics.js';
 
 export { validateCreateRequest, modulePathProblem } from './validate-create.js';
 
@@ -62,6 +63,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
     entity: EnvironmentsOutboxEntity,
     bus,
     logger: logger.child({ component: 'outbox' }),
+    registry: infrastructure.metrics.registry,
   });
   const work = new InFlight('environments');
   const idempotency = createIdempotency({
@@ -93,6 +95,7 @@ export async function createEnvironmentsService(infrastructure: Infrastructure):
       'TEE_MAX_RUNNING_SETUPS',
     ),
     memory: infrastructure.sandboxMemory,
+    metrics: new SetupMetrics(infrastructure.metrics.registry),
     warnings,
   };
   let consumer: Consumption | undefined;

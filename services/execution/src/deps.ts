@@ -17,6 +17,7 @@ import type {
 import type { Egress } from './egress.js';
 import type { ExecutionMetrics } from './execution-metrics.js';
 import type { ExecutionWriter } from './execution-writer.js';
+import type { SandboxMetrics } from './sandbox-metrics.js';
 import type { Sessions } from './sessions.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -33,6 +34,8 @@ export interface ExecutionDeps {
   writer: ExecutionWriter;
   /** Executions and the pool, in the process's Prometheus registry. */
   metrics: ExecutionMetrics;
+  /** Sandbox start, run and removal durations, in the same registry. */
+  sandboxMetrics: SandboxMetrics;
   /** Every runtime an environment can use, by name. */
   runtimes: SandboxRuntimes;
   /** The egress proxy that sandboxes with allow_net reach the listed hosts through. */

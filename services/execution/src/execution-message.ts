@@ -48,6 +48,7 @@ export function toExecutionMessage(
     environmentId: row.environmentId,
     tenantId: row.tenantId,
     sessionId: row.sessionId ?? '',
+    traceId: row.traceId ?? '',
     status: ExecutionStatus[row.status],
     // A handler may return null: that is a result too, so presence follows the status.
     result:

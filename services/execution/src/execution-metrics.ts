@@ -92,9 +92,14 @@ export class ExecutionMetrics {
 
   /** Counts an execution once its outcome is written. */
   finished(environment: Environment, status: ExecutionStatusName, warm: boolean, ms: number): void {
-    const runtime = (Runtime[environment.runtime] ?? 'UNSPECIFIED').toLowerCase();
+    const runtime = runtimeLabel(environment);
     const start = warm ? 'warm' : 'cold';
     this.executions.inc({ runtime, status, start });
     this.duration.observe({ runtime, start }, ms / 1000);
   }
+}
+
+/** The environment's runtime as a metric label: `deno`, `bun`. */
+export function runtimeLabel(environment: Environment): string {
+  return (Runtime[environment.runtime] ?? 'UNSPECIFIED').toLowerCase();
 }

@@ -1,5 +1,6 @@
 import { type Database, ExecutionEntity, ExecutionOutboxEntity } from '@assist-tee/db';
 import { type Outbox, type OutboxEvent, type OutboxRow, outboxRow } from '@assist-tee/outbox';
+import { activeTraceparent } from '@assist-tee/tracing';
 
 /** The most executions one statement writes. */
 const MAX_BATCH = 64;
@@ -22,10 +23,15 @@ export class ExecutionWriter {
 
   constructor(private readonly deps: { db: Database; outbox: Pick<Outbox, 'publishCommitted'> }) {}
 
-  /** Resolves once the row and its events are committed; the events are then published. */
+  /**
+   * Resolves once the row and its events are committed; the events are then published. The
+   * events carry the caller's trace: the statement that writes them may be another call's.
+   */
   write(row: ExecutionEntity, events: OutboxEvent[]): Promise<void> {
     const written = Promise.withResolvers<void>();
-    this.queue.push({ row, events, written });
+    const traceparent = activeTraceparent() ?? null;
+    const traced = events.map((event) => ({ traceparent, ...event }));
+    this.queue.push({ row, events: traced, written });
     if (!this.writing) void this.drain();
     return written.promise;
   }
@@ -38,7 +44,7 @@ export class ExecutionWriter {
       try {
         await this.insert(
           batch.map((pending) => pending.row),
-          events.map((event) => outboxRow(event.type, event.message)),
+          events.map((event) => outboxRow(event.type, event.message, event.traceparent)),
         );
       } catch (error) {
         for (const pending of batch) pending.written.reject(error);

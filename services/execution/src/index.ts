@@ -6,6 +6,7 @@ import {
   openDatabase,
 } from '@assist-tee/db';
 import { startOutbox } from '@assist-tee/outbox';
+import { detached } from '@assist-tee/tracing';
 import { admin, EnvironmentService, ExecutionService, SessionService } from '@assist-tee/proto';
 import { bunRuntime } from '@assist-tee/runtime-bun';
 import type { SandboxRuntimes } from '@assist-tee/runtime-core';
@@ -38,6 +39,7 @@ import { sessionSandboxes } from './rpc/session-sandboxes.js';
 import { listExecutions } from './rpc/list-executions.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
 import { ExecutionMetrics } from './execution-metrics.js';
+import { SandboxMetrics } from './sandbox-metrics.js';
 import { ExecutionWriter } from './execution-writer.js';
 import { launchSandbox } from './launch.js';
 import { Sessions } from './sessions.js';
@@ -87,17 +89,22 @@ export async function createExecutionService(
     entity: ExecutionOutboxEntity,
     bus,
     logger: logger.child({ component: 'outbox' }),
+    registry: infrastructure.metrics.registry,
   });
   const environments =
     options.environments ??
     createClient(EnvironmentService, serviceTransport(config, config.environmentsUrl));
-  const launchDeps = { config, logger, sandbox, runtimes, egress };
+  const sandboxMetrics = new SandboxMetrics(infrastructure.metrics.registry);
+  const launchDeps = { config, logger, sandbox, runtimes, egress, sandboxMetrics };
   const pool = new WarmPool({
     settings: config.pool,
     sandboxMemoryMb: config.execution.defaults.memoryMb,
     memory: infrastructure.sandboxMemory,
+    // A refill is the pool's own work, not part of the call that set it off: its own trace.
     launch: (environment, memory) =>
-      launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }, memory),
+      detached(() =>
+        launchSandbox(launchDeps, environment, config.execution.defaults, { pool: 'warm' }, memory),
+      ),
     isDeleted: (environmentId) => isEnvironmentDeleted(environments, environmentId),
     logger: logger.child({ component: 'pool' }),
   });
@@ -174,6 +181,7 @@ export async function createExecutionService(
       // consumer; only events from now on matter to it.
       consumer = await bus.consume({
         durable: `execution-${config.instanceId.replace(/[^A-Za-z0-9_-]/g, '_')}`,
+        metricsName: 'execution',
         types: ['environment.created', 'environment.deleted'],
         deliver: 'new',
         inactiveThresholdMs: INSTANCE_CONSUMER_TTL_MS,

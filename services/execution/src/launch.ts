@@ -8,7 +8,10 @@ import { RunnerSandbox } from './runner-sandbox.js';
 
 const MiB = 1024 * 1024;
 
-type LaunchDeps = Pick<ExecutionDeps, 'config' | 'logger' | 'sandbox' | 'runtimes' | 'egress'>;
+type LaunchDeps = Pick<
+  ExecutionDeps,
+  'config' | 'logger' | 'sandbox' | 'runtimes' | 'egress' | 'sandboxMetrics'
+>;
 
 /** The runtime an environment uses; FailedPrecondition when this server has no such runtime. */
 export function runtimeOf(
@@ -88,6 +91,7 @@ export function launchSandbox(
     startupTimeoutMs: execution.startupTimeoutMs,
     maxIdleOutputBytes: execution.maxima.maxOutputBytes,
     logger: deps.logger,
+    observer: deps.sandboxMetrics.observer(environment),
     onRemoved: () => {
       egress?.revoke();
       memory.release();

@@ -11,6 +11,7 @@ import {
   ExecutionStartedSchema,
 } from '@assist-tee/proto';
 import { abortReason, isUnreachable, retryWhileUnreachable } from '@assist-tee/server';
+import { activeTraceId, inSpan, setActiveSpanAttributes } from '@assist-tee/tracing';
 import type { CoreDeps } from './deps.js';
 import { isEnvironmentDeleted } from './environment-deleted.js';
 import { toExecutionMessage } from './execution-message.js';
@@ -62,9 +63,12 @@ export async function recordedRun(
     warm: spec.warm,
     coldStartReason: spec.coldStartReason,
     instanceId: deps.config.instanceId,
+    traceId: activeTraceId() ?? null,
     createdAt: new Date(spec.startedAt),
     finishedAt: null,
   };
+  // The trace names the execution: found by its id in a tracing backend.
+  setActiveSpanAttributes({ 'assist_tee.execution.id': row.id });
   const started = create(ExecutionStartedSchema, {
     ...eventHeader(),
     executionId: row.id,
@@ -165,27 +169,25 @@ async function recordOutcome(
       if (updated > 0) deps.outbox.add(tx, 'execution.finished', finished);
       return updated > 0;
     });
-  let written: boolean;
-  try {
-    if (recordedRunning) {
-      written = await finishRunning();
-    } else {
-      await deps.writer.write(row, events);
-      written = true;
-    }
-  } catch (error) {
-    if (!isUnreachable(error)) throw error;
-    deps.logger.warn({ executionId: row.id, err: error }, 'the outcome waits for the database');
-    // The database went away while the handler ran: keep the outcome for when it is back,
-    // each attempt in a fresh unit of work (a failed flush leaves the last one unusable).
-    written = await retryWhileUnreachable(async () => {
-      if (recordedRunning) return finishRunning();
-      // A short run: nothing of it is stored unless the failed attempt did commit after all.
-      if ((await deps.db.em().count(ExecutionEntity, { id: row.id })) > 0) return true;
+  const written = await inSpan('execution.record', {}, async () => {
+    try {
+      if (recordedRunning) return await finishRunning();
       await deps.writer.write(row, events);
       return true;
-    }, RECORD_RETRY_MS);
-  }
+    } catch (error) {
+      if (!isUnreachable(error)) throw error;
+      deps.logger.warn({ executionId: row.id, err: error }, 'the outcome waits for the database');
+      // The database went away while the handler ran: keep the outcome for when it is back,
+      // each attempt in a fresh unit of work (a failed flush leaves the last one unusable).
+      return retryWhileUnreachable(async () => {
+        if (recordedRunning) return finishRunning();
+        // A short run: nothing of it is stored unless the failed attempt did commit after all.
+        if ((await deps.db.em().count(ExecutionEntity, { id: row.id })) > 0) return true;
+        await deps.writer.write(row, events);
+        return true;
+      }, RECORD_RETRY_MS);
+    }
+  });
   if (written) {
     if (recordedRunning) deps.outbox.publishCommitted([finishedEvent]);
     return row;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import type { Logger } from '@assist-tee/logger';
+import { activeContext, type Context, failSpan, inSpan, tracer } from '@assist-tee/tracing';
 import {
   encodeRun,
   type RunContext,
@@ -39,6 +40,15 @@ export interface LaunchOptions {
   logger: Logger;
   /** Called once the container is removed (e.g. to end the sandbox's egress grant). */
   onRemoved?: () => void;
+  /** Told how long the start, each run and the removal took (the metrics). */
+  observer?: SandboxObserver;
+}
+
+/** Durations, in seconds, of a sandbox's start (launch to ready), runs and removal. */
+export interface SandboxObserver {
+  started(seconds: number, ok: boolean): void;
+  ran(seconds: number): void;
+  removed(seconds: number, ok: boolean): void;
 }
 
 /** What a run does: call the handler on `data`, or evaluate a snippet. */
@@ -75,7 +85,8 @@ interface ActiveRun {
   logs: LogLine[];
   outputBytes: number;
   truncated: boolean;
-  sent: boolean;
+  /** When the run went to the runner (performance.now()); undefined until then. */
+  sentAt?: number;
   result?: RunResult;
   /** The runner's stderr mark after the result: the run's stderr is all in. */
   flushed: boolean;
@@ -157,11 +168,24 @@ export class RunnerSandbox {
     sandbox.stdin.write(`${this.nonce}\n`);
   }
 
-  /** Starts the container; one that cannot be started counts as removed. */
+  /**
+   * Starts the container; one that cannot be started counts as removed. The start (its span
+   * and its duration) lasts until the runner is ready, or the sandbox ends first.
+   */
   static async launch(options: LaunchOptions): Promise<RunnerSandbox> {
+    const startedAt = performance.now();
+    const span = tracer().startSpan('sandbox.start', { attributes: spanAttributes(options.spec) });
+    const started = (ok: boolean, error?: unknown) => {
+      options.observer?.started(secondsSince(startedAt), ok);
+      if (!ok) failSpan(span, error ?? new Error('the sandbox ended before it was ready'));
+      span.end();
+    };
     try {
-      return new RunnerSandbox(await options.driver.start(options.spec), options);
+      const sandbox = new RunnerSandbox(await options.driver.start(options.spec), options);
+      void sandbox.ready.then((ready) => started(ready));
+      return sandbox;
     } catch (error) {
+      started(false, error);
       options.onRemoved?.();
       throw error;
     }
@@ -195,13 +219,33 @@ export class RunnerSandbox {
       throw new Error('the sandbox is already running a call');
     }
     if (this.stateNow === 'ended') throw new Error('the sandbox has ended');
+    return this.runNow(request, activeContext());
+  }
+
+  /**
+   * The run's span and duration: from the moment it went to the runner (a run sent while the
+   * sandbox starts waits for it, and that wait is the start's) to its outcome.
+   */
+  private recordRun(parent: Context, sentAt: number, outcome: RunOutcome | undefined): void {
+    const span = tracer().startSpan(
+      'sandbox.run',
+      { attributes: spanAttributes(this.options.spec), startTime: performance.timeOrigin + sentAt },
+      parent,
+    );
+    if (outcome === undefined) failSpan(span, new Error('the run failed'));
+    else span.setAttribute('assist_tee.execution.status', outcome.status);
+    span.end();
+    this.options.observer?.ran(secondsSince(sentAt));
+  }
+
+  private async runNow(request: RunRequest, parent: Context): Promise<RunOutcome> {
+    const calledAt = performance.now();
     const run: ActiveRun = {
       id: this.nextRunId++,
       request,
       logs: this.unclaimed,
       outputBytes: this.unclaimedBytes,
       truncated: false,
-      sent: false,
       flushed: false,
       resultIn: Promise.withResolvers<void>(),
       exited: Promise.withResolvers<SandboxExit>(),
@@ -215,12 +259,15 @@ export class RunnerSandbox {
     if (request.signal?.aborted) onAbort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
     if (this.loaded) this.send(run);
+    let outcome: RunOutcome | undefined;
     try {
-      return await this.outcome(run);
+      outcome = await this.outcome(run);
+      return outcome;
     } finally {
       clearTimeout(run.timer);
       request.signal?.removeEventListener('abort', onAbort);
       this.current = undefined;
+      this.recordRun(parent, run.sentAt ?? calledAt, outcome);
     }
   }
 
@@ -228,9 +275,16 @@ export class RunnerSandbox {
   remove(): Promise<void> {
     clearTimeout(this.startupTimer);
     clearTimeout(this.current?.timer);
-    this.removal ??= this.sandbox
-      .remove()
-      .catch((error: unknown) => this.log.error({ err: error }, 'remove failed'))
+    const startedAt = performance.now();
+    const removed = (ok: boolean) => this.options.observer?.removed(secondsSince(startedAt), ok);
+    this.removal ??= inSpan('sandbox.remove', {}, () => this.sandbox.remove())
+      .then(
+        () => removed(true),
+        (error: unknown) => {
+          removed(false);
+          this.log.error({ err: error }, 'remove failed');
+        },
+      )
       .finally(() => this.options.onRemoved?.());
     return this.removal;
   }
@@ -274,8 +328,8 @@ export class RunnerSandbox {
   }
 
   private send(run: ActiveRun): void {
-    if (run.sent) return;
-    run.sent = true;
+    if (run.sentAt !== undefined) return;
+    run.sentAt = performance.now();
     this.stateNow = 'running';
     const { request } = run;
     const context = { ...request.context, timeoutMs: request.timeoutMs };
@@ -310,7 +364,9 @@ export class RunnerSandbox {
   }
 
   private settleIfIn(run: ActiveRun): void {
-    if (run.sent && run.result !== undefined && run.flushed) run.resultIn.resolve();
+    if (run.sentAt !== undefined && run.result !== undefined && run.flushed) {
+      run.resultIn.resolve();
+    }
   }
 
   private onFrame(frame: RunnerFrame): void {
@@ -377,6 +433,26 @@ export class RunnerSandbox {
     clearTimeout(this.current?.timer);
     this.sandbox.kill().catch((error: unknown) => this.log.warn({ err: error }, 'kill failed'));
   }
+}
+
+function secondsSince(startedAt: number): number {
+  return (performance.now() - startedAt) / 1000;
+}
+
+/** What a trace shows of a sandbox: its environment, and its execution or session. */
+function spanAttributes(spec: SandboxSpec): Record<string, string> {
+  const names = {
+    environmentId: 'assist_tee.environment.id',
+    executionId: 'assist_tee.execution.id',
+    sessionId: 'assist_tee.session.id',
+    pool: 'assist_tee.sandbox.pool',
+  } as const;
+  const attributes: Record<string, string> = {};
+  for (const [label, name] of Object.entries(names)) {
+    const value = spec.labels[label as keyof typeof names];
+    if (value !== undefined) attributes[name] = value;
+  }
+  return attributes;
 }
 
 async function drain(streams: NodeJS.ReadableStream[]): Promise<void> {

@@ -31,6 +31,7 @@ const row = (result: ExecutionEntity['result']): ExecutionEntity => ({
   warm: true,
   coldStartReason: null,
   instanceId: 'me',
+  traceId: null,
   createdAt: new Date(1_000),
   finishedAt: new Date(2_000),
 });

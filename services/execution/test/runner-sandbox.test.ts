@@ -3,7 +3,7 @@ import { createLogger } from '@assist-tee/logger';
 import type { RunMessage, RunnerFrame } from '@assist-tee/runtime-core';
 import type { Sandbox, SandboxDriver, SandboxExit } from '@assist-tee/sandbox';
 import { describe, expect, it } from 'vitest';
-import { type RunRequest, RunnerSandbox } from '../src/runner-sandbox.js';
+import { type RunRequest, RunnerSandbox, type SandboxObserver } from '../src/runner-sandbox.js';
 
 /**
  * A container that speaks the runner protocol as the test says: it records what the host
@@ -73,15 +73,22 @@ class FakeContainer implements Sandbox {
 
 const logger = createLogger({ level: 'silent' });
 
-async function launch(options: { startupTimeoutMs?: number; maxIdleOutputBytes?: number } = {}) {
+async function launch(
+  options: {
+    startupTimeoutMs?: number;
+    maxIdleOutputBytes?: number;
+    observer?: SandboxObserver;
+  } = {},
+) {
   const container = new FakeContainer();
   const driver = { start: () => Promise.resolve(container) } as unknown as SandboxDriver;
   const sandbox = await RunnerSandbox.launch({
     driver,
-    spec: {} as never,
+    spec: { labels: { owner: 'execution', instanceId: 'i1', environmentId: 'env1' } } as never,
     startupTimeoutMs: options.startupTimeoutMs ?? 5_000,
     maxIdleOutputBytes: options.maxIdleOutputBytes ?? 1_000,
     logger,
+    observer: options.observer,
   });
   return { container, sandbox };
 }
@@ -96,6 +103,36 @@ const request = (data: unknown, more: Partial<RunRequest> = {}): RunRequest => (
 });
 
 describe('RunnerSandbox', () => {
+  it('tells its observer how long its start, each run and its removal took', async () => {
+    const seen: string[] = [];
+    const observer: SandboxObserver = {
+      started: (seconds, ok) => seen.push(`started ${ok} ${seconds >= 0}`),
+      ran: (seconds) => seen.push(`ran ${seconds >= 0}`),
+      removed: (seconds, ok) => seen.push(`removed ${ok} ${seconds >= 0}`),
+    };
+    const { container, sandbox } = await launch({ observer });
+    // A run asked for while the sandbox starts: its time counts from the runner's ready.
+    const run = sandbox.run(request({ n: 1 }));
+    container.frame({ type: 'ready' });
+    await container.runMessage(1);
+    container.frame({ type: 'result', run: 1, ok: true, value: 1 });
+    expect((await run).status).toBe('SUCCEEDED');
+    await sandbox.remove();
+    expect(seen).toEqual(['started true true', 'ran true', 'removed true true']);
+  });
+
+  it('tells its observer of a start that failed', async () => {
+    const seen: boolean[] = [];
+    const observer: SandboxObserver = {
+      started: (_, ok) => seen.push(ok),
+      ran: () => undefined,
+      removed: () => undefined,
+    };
+    const { sandbox } = await launch({ observer, startupTimeoutMs: 10 });
+    expect(await sandbox.ready).toBe(false);
+    expect(seen).toEqual([false]);
+  });
+
   it('goes starting → ready → running → idle → running → idle, one run at a time', async () => {
     const { container, sandbox } = await launch();
     expect(sandbox.state).toBe('starting');

@@ -12,6 +12,7 @@ import {
   type Service,
   serviceTransport,
 } from '@assist-tee/server';
+import { ReaperMetrics } from './reaper-metrics.js';
 import { sweep } from './sweep.js';
 
 export interface ReaperServiceOptions {
@@ -59,6 +60,7 @@ export async function createReaperService(
     ...reaperSchema,
     logger,
   });
+  const metrics = new ReaperMetrics(infrastructure.metrics.registry);
 
   // A sweep in progress is work a stopping reaper waits for.
   const work = new InFlight('reaper');
@@ -81,8 +83,10 @@ export async function createReaperService(
       const report = await sweep(deps).catch((error: unknown) => {
         // Often a ConnectError from another service, which the interceptor passes on unlogged.
         logger.error({ err: error }, 'sweep failed');
+        metrics.failed();
         throw error;
       });
+      metrics.swept(report);
       logger.info({ ...report, ms: Date.now() - startedAt.getTime() }, 'swept');
       return em.create(SweepEntity, {
         id: randomUUID(),

@@ -33,10 +33,10 @@ beforeAll(async () => {
   });
 });
 
-function startReaper(): Promise<RunningProcess> {
+function startReaper(overrides: Partial<Config> = {}): Promise<RunningProcess> {
   return startProcess({
     name: 'reaper-test',
-    config,
+    config: { ...config, ...overrides },
     logger: createLogger({ level: process.env.TEE_LOG_LEVEL ?? 'warn' }, { name: 'reaper-test' }),
     createServices: async (infrastructure) => [await createReaperService(infrastructure)],
   });
@@ -45,9 +45,8 @@ function startReaper(): Promise<RunningProcess> {
 const deleted = () =>
   create(EnvironmentDeletedSchema, { ...eventHeader(), environmentId: 'env-1' });
 
-/** The reaper's status once it has consumed `count` environment.deleted events. */
-async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
-  const client = createClient(
+const reaperClient = (reaper: RunningProcess) =>
+  createClient(
     admin.ReaperService,
     createConnectTransport({
       baseUrl: reaper.url,
@@ -55,6 +54,10 @@ async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
       interceptors: [bearer(config.auth.serviceKey)],
     }),
   );
+
+/** The reaper's status once it has consumed `count` environment.deleted events. */
+async function eventuallyConsumed(reaper: RunningProcess, count: bigint) {
+  const client = reaperClient(reaper);
   return vi.waitFor(
     async () => {
       const status = await client.getStatus({});
@@ -97,6 +100,31 @@ describe('the reaper service', () => {
     reaper = await startReaper();
     try {
       await eventuallyConsumed(reaper, 1n);
+    } finally {
+      await reaper.stop();
+    }
+  });
+
+  it('counts the sweeps it ran, and a failed one as failed', async () => {
+    // Nothing listens there: the sweep fails on its first call, before it looks at Docker.
+    const reaper = await startReaper({ environmentsUrl: 'http://127.0.0.1:1' });
+    streamName = reaper.infrastructure.bus.streamName;
+    try {
+      await expect(reaperClient(reaper).sweep({})).rejects.toThrow();
+      const text = await (await fetch(`${reaper.url}/metrics`)).text();
+      const samples = text.split('\n').filter((line) => line.startsWith('assist_tee_reaper_'));
+      expect(samples.sort()).toEqual([
+        'assist_tee_reaper_last_success_timestamp_seconds 0',
+        'assist_tee_reaper_removed_total{kind="container"} 0',
+        'assist_tee_reaper_removed_total{kind="environment"} 0',
+        'assist_tee_reaper_removed_total{kind="runsc_sandbox"} 0',
+        'assist_tee_reaper_removed_total{kind="session"} 0',
+        'assist_tee_reaper_removed_total{kind="volume"} 0',
+        'assist_tee_reaper_sweeps_total{outcome="failed"} 1',
+        'assist_tee_reaper_sweeps_total{outcome="ok"} 0',
+      ]);
+      // Its consumer, under its role.
+      expect(text).toMatch(/^assist_tee_consumer_pending_events\{consumer="reaper"\} \d+$/m);
     } finally {
       await reaper.stop();
     }

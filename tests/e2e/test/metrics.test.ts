@@ -18,7 +18,8 @@ function parse(text: string): Map<string, number> {
 // A stack of this file's own: after a known sequence of calls, /metrics moved by exactly
 // what they did.
 describe('metrics after a known sequence of calls', () => {
-  const tee = useTestStack({ TEE_QUOTA_ENVIRONMENTS: '1' });
+  // Sweeps only when asked, so that the count of sweeps is exact.
+  const tee = useTestStack({ TEE_QUOTA_ENVIRONMENTS: '1', TEE_SWEEP_INTERVAL_MS: '3600000' });
   const scrape = async () => parse(await (await fetch(`${tee.stack.url}/metrics`)).text());
 
   it('count warm and cold executions, a timeout, and a quota refusal', async () => {
@@ -72,6 +73,10 @@ describe('metrics after a known sequence of calls', () => {
           'assist_tee_rpc_refusals_total{service="assist_tee.v1.EnvironmentService",method="CreateEnvironment",reason="TENANT_QUOTA_ENVIRONMENTS"}',
         ),
         hits: moved('assist_tee_pool_hits_total'),
+        runs: moved('assist_tee_sandbox_run_duration_seconds_count{runtime="deno"}'),
+        failedStarts: moved(
+          'assist_tee_sandbox_start_duration_seconds_count{runtime="deno",outcome="failed"}',
+        ),
       }).toEqual({
         warm: 1,
         cold: 1,
@@ -80,9 +85,117 @@ describe('metrics after a known sequence of calls', () => {
         executeOk: 3,
         refused: 1,
         hits: 1,
+        runs: 3,
+        failedStarts: 0,
       });
+      // Two sandboxes started for their calls, and the pool's refills after the warm call.
+      expect(
+        moved('assist_tee_sandbox_start_duration_seconds_count{runtime="deno",outcome="ok"}'),
+      ).toBeGreaterThanOrEqual(2);
+      // All three used sandboxes are removed, in the background.
+      await vi.waitFor(
+        async () => {
+          const removed = await scrape();
+          const count = 'assist_tee_sandbox_removal_duration_seconds_count{outcome="ok"}';
+          expect((removed.get(count) ?? 0) - (before.get(count) ?? 0)).toBeGreaterThanOrEqual(3);
+        },
+        { timeout: 15_000, interval: 200 },
+      );
     } finally {
       await client.environments.deleteEnvironment({ id: environmentId });
+    }
+  });
+
+  it('count setups, a dependency install, published events, consumers and a sweep', async () => {
+    // A tenant per environment: the stack's quota is one each.
+    const [withDependency, plain] = await Promise.all([
+      tee.clientOf('metrics-dependency'),
+      tee.clientOf('metrics-plain'),
+    ]);
+    const before = await scrape();
+    const created = await Promise.all([
+      withDependency.environments.createEnvironment({
+        runtime: Runtime.DENO,
+        mainModule: 'main.ts',
+        modules: {
+          'main.ts':
+            'import isNumber from "is-number";\nexport const handler = () => isNumber(1);\n',
+        },
+        dependencies: { npm: ['is-number@7.0.0'] },
+      }),
+      plain.environments.createEnvironment({
+        ...handlerModules('return 1;'),
+        runtime: Runtime.BUN,
+      }),
+    ]);
+    const environments = created.map(({ environment }) => environment!);
+    try {
+      expect(environments.map((environment) => environment.error)).toEqual(['', '']);
+      const sweepStart = Date.now() / 1000;
+      await tee.operator.admin.reaper.sweep({});
+      const moved = (after: Map<string, number>, sample: string) =>
+        (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
+      const published =
+        'assist_tee_events_published_total{outbox="environments",type="environment.created"}';
+      // The relay publishes once the outcome is written, a moment after the call returns.
+      const after = await vi.waitFor(
+        async () => {
+          const now = await scrape();
+          expect(moved(now, published)).toBe(2);
+          return now;
+        },
+        { timeout: 10_000, interval: 100 },
+      );
+      expect({
+        denoReady: moved(after, 'assist_tee_setups_total{runtime="deno",status="ready"}'),
+        bunReady: moved(after, 'assist_tee_setups_total{runtime="bun",status="ready"}'),
+        failed: moved(after, 'assist_tee_setups_total{runtime="deno",status="failed"}'),
+        setupsTimed: moved(
+          after,
+          'assist_tee_setup_duration_seconds_count{runtime="deno",status="ready"}',
+        ),
+        installs: moved(
+          after,
+          'assist_tee_dependency_install_duration_seconds_count{runtime="deno",outcome="ok"}',
+        ),
+        bunInstalls: moved(
+          after,
+          'assist_tee_dependency_install_duration_seconds_count{runtime="bun",outcome="ok"}',
+        ),
+        sweeps: moved(after, 'assist_tee_reaper_sweeps_total{outcome="ok"}'),
+      }).toEqual({
+        denoReady: 1,
+        bunReady: 1,
+        failed: 0,
+        setupsTimed: 1,
+        installs: 1,
+        bunInstalls: 0,
+        sweeps: 1,
+      });
+      expect(
+        moved(after, 'assist_tee_dependency_installed_bytes_total{runtime="deno"}'),
+      ).toBeGreaterThan(0);
+      expect(after.get('assist_tee_reaper_last_success_timestamp_seconds')).toBeGreaterThanOrEqual(
+        Math.floor(sweepStart),
+      );
+      // Each service's consumer, by its role (the execution service's durable is per instance).
+      for (const consumer of ['environments', 'execution', 'reaper']) {
+        expect(after.get(`assist_tee_consumer_pending_events{consumer="${consumer}"}`)).toBeTypeOf(
+          'number',
+        );
+        expect(
+          after.get(`assist_tee_consumer_ack_pending_events{consumer="${consumer}"}`),
+        ).toBeTypeOf('number');
+      }
+      expect(after.get('assist_tee_outbox_backlog_events{outbox="environments"}')).toBeTypeOf(
+        'number',
+      );
+      expect(after.get('assist_tee_outbox_backlog_events{outbox="execution"}')).toBeTypeOf(
+        'number',
+      );
+    } finally {
+      await withDependency.environments.deleteEnvironment({ id: environments[0]!.id });
+      await plain.environments.deleteEnvironment({ id: environments[1]!.id });
     }
   });
 });

@@ -74,6 +74,8 @@ export const ExecutionEntitySchema = defineEntity({
       .strictNullable(),
     /** The service instance that ran it. */
     instanceId: p.text(),
+    /** The W3C trace id of the call that ran it; null when it was not traced. */
+    traceId: p.text().strictNullable(),
     createdAt: p.datetime(),
     finishedAt: p.datetime().strictNullable(),
   },

@@ -22,3 +22,12 @@ export function createOutboxIndexSql(schema: string): string {
 export function dropOutboxSql(schema: string): string[] {
   return [`drop table "${schema}"."outbox"`];
 }
+
+/** The trace context of the change an event reports, sent as its traceparent header. */
+export function addOutboxTraceparentSql(schema: string): string {
+  return `alter table "${schema}"."outbox" add column "traceparent" text null`;
+}
+
+export function dropOutboxTraceparentSql(schema: string): string {
+  return `alter table "${schema}"."outbox" drop column "traceparent"`;
+}

@@ -14,6 +14,8 @@ const outboxProperties = () => ({
   createdAt: p.datetime(),
   /** When JetStream acknowledged it; null while it waits for the relay. */
   publishedAt: p.datetime().strictNullable(),
+  /** The W3C traceparent of the change the event reports; null when it was not traced. */
+  traceparent: p.text().strictNullable(),
 });
 
 const outboxIndex = (schema: string) => ({

@@ -24,6 +24,7 @@ import {
   requireTenant,
   withinLimits,
 } from '@assist-tee/server';
+import { inSpan } from '@assist-tee/tracing';
 import type { EnvironmentsDeps } from '../deps.js';
 import { toEnvironmentMessage } from '../environment-message.js';
 import { InstallFailedError } from '../setup/install-dependencies.js';
@@ -180,8 +181,11 @@ async function setUp(
   pending(create(CreateEnvironmentResponseSchema, { environment: toEnvironmentMessage(row) }));
 
   try {
+    const attributes = { 'assist_tee.environment.id': row.id };
     row.lockfile = (
-      await setUpEnvironment(deps, row.id, valid, runtime, signal, progress)
+      await inSpan('environment.setup', { attributes }, () =>
+        setUpEnvironment(deps, row.id, valid, runtime, signal, progress),
+      )
     ).lockfile;
   } catch (error) {
     const userError = error instanceof InstallFailedError;
@@ -205,6 +209,7 @@ async function setUp(
     const deleted = await recordOutcome(deps, row, (tx) =>
       deps.outbox.add(tx, 'environment.failed', failed),
     );
+    if (!deleted) deps.metrics.finished(runtime.name, 'failed', Date.now() - now.getTime());
     progress.finish(deleted ?? environment);
     if (deleted) return create(CreateEnvironmentResponseSchema, { environment: deleted });
     // A failed install is the caller's to read (like an execution outcome); ours is not.
@@ -219,6 +224,7 @@ async function setUp(
   const deleted = await recordOutcome(deps, row, (tx) =>
     deps.outbox.add(tx, 'environment.created', created),
   );
+  if (!deleted) deps.metrics.finished(runtime.name, 'ready', Date.now() - now.getTime());
   progress.finish(deleted ?? environment);
   if (deleted) return create(CreateEnvironmentResponseSchema, { environment: deleted });
   deps.logger.info({ environmentId: row.id, modules: valid.modules.length }, 'environment ready');

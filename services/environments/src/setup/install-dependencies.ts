@@ -1,5 +1,6 @@
 import type { Config } from '@assist-tee/config';
 import type { Logger } from '@assist-tee/logger';
+import { inSpan } from '@assist-tee/tracing';
 import {
   CODE_DIR,
   type InstallPlan,
@@ -73,24 +74,38 @@ export function installEnvironment(setup: SetupConfig): string[] {
  * rewritten and counted again here (the sandbox is not trusted to keep to the caps). So a setup
  * never holds more of the host's disk than the caps, even while it runs (the tmpfs is memory,
  * and counts against the sandbox's memory limit on top of the install's own). Then reads the
- * lockfile.
+ * lockfile, and returns it with what the install wrote to the volume.
  * Reports INSTALLING, each line of the package manager's output as it comes, and CHECKING once
  * the install is counted and its tar begins.
  * Throws InstallFailedError with the tail of the install output when the install fails or
  * reaches a cap. The sandbox is always removed.
  */
-export async function installDependencies(
-  options: {
-    driver: SandboxDriver;
-    setup: SetupConfig;
-    logger: Logger;
-    /** Aborting kills the install; this then throws the abort reason. */
-    signal: AbortSignal;
-    progress: Pick<SetupReporter, 'phase' | 'output'>;
-  },
+export function installDependencies(
+  options: InstallOptions,
   target: InstallTarget,
   plan: InstallPlan,
-): Promise<{ lockfile: string }> {
+): Promise<{ lockfile: string; installed: VolumeUsage }> {
+  return inSpan('dependencies.install', {}, async (span) => {
+    const result = await install(options, target, plan);
+    span.setAttributes({ 'assist_tee.installed.bytes': result.installed.bytes });
+    return result;
+  });
+}
+
+interface InstallOptions {
+  driver: SandboxDriver;
+  setup: SetupConfig;
+  logger: Logger;
+  /** Aborting kills the install; this then throws the abort reason. */
+  signal: AbortSignal;
+  progress: Pick<SetupReporter, 'phase' | 'output'>;
+}
+
+async function install(
+  options: InstallOptions,
+  target: InstallTarget,
+  plan: InstallPlan,
+): Promise<{ lockfile: string; installed: VolumeUsage }> {
   const { driver, setup, logger, signal, progress } = options;
   const caps = { files: setup.maxVolumeFiles, bytes: setup.maxVolumeBytes };
   const budget = {
@@ -223,7 +238,7 @@ export async function installDependencies(
     throw new InstallFailedError(`the install wrote no lockfile (${plan.lockfile})`);
   }
   logger.info({ ...installed, ms: Date.now() - started }, 'dependencies installed');
-  return { lockfile: lockfile.toString('utf8') };
+  return { lockfile: lockfile.toString('utf8'), installed };
 }
 
 function overCapMessage(cap: 'files' | 'bytes', caps: { files: number; bytes: number }): string {

@@ -41,7 +41,8 @@ export async function setUpEnvironment(
     owner: 'root',
   });
   if (!hasDependencies(valid.dependencies)) return { lockfile: null };
-  return installDependencies(
+  const started = Date.now();
+  const install = installDependencies(
     {
       driver: deps.sandbox,
       setup: deps.config.setup,
@@ -60,6 +61,14 @@ export async function setUpEnvironment(
     },
     runtime.installPlan(valid.dependencies),
   );
+  try {
+    const { lockfile, installed } = await install;
+    deps.metrics.installed(runtime.name, Date.now() - started, installed.bytes);
+    return { lockfile };
+  } catch (error) {
+    deps.metrics.installFailed(runtime.name, Date.now() - started);
+    throw error;
+  }
 }
 
 /** The files and directories the modules make in the volume, as the install caps count them. */

@@ -7,6 +7,7 @@ import { ExecutionTenant } from './0005-tenant.js';
 import { ExecutionIdempotencyKey } from './0006-idempotency-key.js';
 import { ColdStartReason } from './0007-cold-start-reason.js';
 import { Sessions } from './0008-sessions.js';
+import { ExecutionTraceContext } from './0009-trace-context.js';
 
 /** In order. A name, once released, never changes: it is what the migration table records. */
 export const executionMigrations: MigrationObject[] = [
@@ -18,4 +19,5 @@ export const executionMigrations: MigrationObject[] = [
   { name: '0006-idempotency-key', class: ExecutionIdempotencyKey },
   { name: '0007-cold-start-reason', class: ColdStartReason },
   { name: '0008-sessions', class: Sessions },
+  { name: '0009-trace-context', class: ExecutionTraceContext },
 ];
