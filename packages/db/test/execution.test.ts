@@ -124,6 +124,7 @@ describe('ExecutionEntity', () => {
       finishedAt: null,
       coldStartReason: 'EVICTED' as const,
       sessionId: randomUUID(),
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
     };
     const em = db.em();
     em.create(ExecutionEntity, data);

@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { perRegistry, ScrapedReadings } from '@assist-tee/metrics';
+import { Counter, type Registry } from 'prom-client';
 
 /**
  * What a consumer did with an event: handled (acked), retried (nak with a delay), dropped
@@ -27,36 +28,21 @@ export const NO_CONSUMER_COUNTS: ConsumerCounts = {
   end: () => undefined,
 };
 
-interface Tracked {
-  consumer: string;
-  durable: string;
-  lag: () => Promise<ConsumerLag>;
-}
-
-// One set per registry: a process may run several buses' consumers on it.
-const byRegistry = new WeakMap<Registry, ConsumerMetrics>();
-
 /**
- * The durable consumers' metrics in a process's registry, labelled by the consumer's role
+ * The durable consumers' metrics in a process's registry (one set per registry: a process may
+ * run several buses' consumers on it), labelled by the consumer's role
  * (ConsumeOptions.metricsName), never by a per-instance durable name. The lag is asked of
- * JetStream at each scrape, one consumer info per live consumption; one that cannot be read
- * is left out rather than failing the scrape.
+ * JetStream at each scrape, one consumer info per live durable.
  */
 export class ConsumerMetrics {
+  static readonly of = perRegistry((registry) => new ConsumerMetrics(registry));
   private readonly events: Counter<'consumer' | 'outcome'>;
   private readonly redeliveries: Counter<'consumer'>;
-  private readonly live = new Set<Tracked>();
-  /** The lags being read for the scrape in progress: both gauges use one read. */
-  private reading: Promise<Map<string, ConsumerLag>> | undefined;
-
-  static of(registry: Registry): ConsumerMetrics {
-    let metrics = byRegistry.get(registry);
-    if (metrics === undefined) {
-      metrics = new ConsumerMetrics(registry);
-      byRegistry.set(registry, metrics);
-    }
-    return metrics;
-  }
+  // A role consumed through several durables in one process: their lags add up.
+  private readonly lags = new ScrapedReadings<ConsumerLag>('consumer', (a, b) => ({
+    pending: a.pending + b.pending,
+    ackPending: a.ackPending + b.ackPending,
+  }));
 
   private constructor(registry: Registry) {
     const registers = [registry];
@@ -72,25 +58,14 @@ export class ConsumerMetrics {
       labelNames: ['consumer'],
       registers,
     });
-    const lagGauge = (name: string, help: string, read: (lag: ConsumerLag) => number) => {
-      const gauge: Gauge<'consumer'> = new Gauge({
-        name,
-        help,
-        labelNames: ['consumer'],
-        registers,
-        collect: async () => {
-          const lags = await this.readLags();
-          gauge.reset();
-          for (const [consumer, lag] of lags) gauge.set({ consumer }, read(lag));
-        },
-      });
-    };
-    lagGauge(
+    this.lags.gauge(
+      registry,
       'assist_tee_consumer_pending_events',
       "Events stored that the consumer has yet to receive (JetStream's num_pending).",
       (lag) => lag.pending,
     );
-    lagGauge(
+    this.lags.gauge(
+      registry,
       'assist_tee_consumer_ack_pending_events',
       "Events the consumer received and has not acked yet (JetStream's num_ack_pending).",
       (lag) => lag.ackPending,
@@ -99,37 +74,13 @@ export class ConsumerMetrics {
 
   /** Counts for a consumption labelled `consumer`; its lag is read at each scrape until end(). */
   track(consumer: string, durable: string, lag: () => Promise<ConsumerLag>): ConsumerCounts {
-    const tracked: Tracked = { consumer, durable, lag };
-    this.live.add(tracked);
+    const end = this.lags.track(consumer, durable, lag);
     return {
       received: (redelivered) => {
         if (redelivered) this.redeliveries.inc({ consumer });
       },
       outcome: (outcome) => this.events.inc({ consumer, outcome }),
-      end: () => this.live.delete(tracked),
+      end,
     };
-  }
-
-  private readLags(): Promise<Map<string, ConsumerLag>> {
-    this.reading ??= this.readAll().finally(() => (this.reading = undefined));
-    return this.reading;
-  }
-
-  private async readAll(): Promise<Map<string, ConsumerLag>> {
-    // A durable consumed twice in this process is read once.
-    const durables = new Map([...this.live].map((tracked) => [tracked.durable, tracked]));
-    const lags = new Map<string, ConsumerLag>();
-    await Promise.all(
-      [...durables.values()].map(async ({ consumer, lag }) => {
-        const read = await lag().catch(() => undefined);
-        if (read === undefined) return;
-        const sum = lags.get(consumer) ?? { pending: 0, ackPending: 0 };
-        lags.set(consumer, {
-          pending: sum.pending + read.pending,
-          ackPending: sum.ackPending + read.ackPending,
-        });
-      }),
-    );
-    return lags;
   }
 }

@@ -12,6 +12,7 @@ import {
   type Service,
   serviceTransport,
 } from '@assist-tee/server';
+import { inSpan } from '@assist-tee/tracing';
 import { ReaperMetrics } from './reaper-metrics.js';
 import { sweep } from './sweep.js';
 
@@ -80,7 +81,7 @@ export async function createReaperService(
         if (row?.locked !== true) return undefined;
       }
       const startedAt = new Date();
-      const report = await sweep(deps).catch((error: unknown) => {
+      const report = await inSpan('reaper.sweep', {}, () => sweep(deps)).catch((error: unknown) => {
         // Often a ConnectError from another service, which the interceptor passes on unlogged.
         logger.error({ err: error }, 'sweep failed');
         metrics.failed();
