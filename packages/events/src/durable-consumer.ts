@@ -135,7 +135,7 @@ export async function startConsumer(
       const parent = extractTraceContext((key) => msg.headers?.get(key) || undefined);
       await inSpan(
         `${event.type} process`,
-        { parent, kind: SpanKind.CONSUMER, attributes: consumerSpanAttributes(durable, msg) },
+        { parent, kind: SpanKind.CONSUMER, attributes: consumerSpanAttributes(durable, event) },
         () => handleUntilNotTransient(event),
       );
       msg.ack();
@@ -306,13 +306,15 @@ export function consumerFilter(
   return { filter_subject: `${prefix}.>`, filter_subjects: undefined };
 }
 
-function consumerSpanAttributes(durable: string, msg: JsMsg) {
+/** From the decoded event: reading the message's headers again would parse them on every event. */
+function consumerSpanAttributes(durable: string, event: ReceivedEvent) {
   return {
     'messaging.system': 'nats',
     'messaging.operation.type': 'process',
-    'messaging.destination.name': msg.subject,
+    'messaging.destination.name': event.subject,
     'messaging.consumer.group.name': durable,
-    'messaging.message.id': msg.headers?.get('Nats-Msg-Id') ?? '',
+    // The event id is its Nats-Msg-Id.
+    'messaging.message.id': event.message.eventId,
   };
 }
 

@@ -3,6 +3,7 @@ import { codeToString } from '@connectrpc/connect/protocol-connect';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { ErrorInfoSchema } from '@assist-tee/proto';
 import type { HealthResponse } from './health.js';
+import { watchEnd } from './stream-end.js';
 
 /** Seconds: from a fast unary call to a handler that runs for its full 300 s. */
 const RPC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -64,7 +65,7 @@ export function createMetrics(): Metrics {
         return response;
       }
       // A stream is done when its last message is out, or when it fails.
-      return { ...response, message: observed(response.message, record) };
+      return { ...response, message: watchEnd(response.message, record) };
     } catch (error) {
       record(error);
       throw error;
@@ -82,22 +83,5 @@ export async function serveMetrics(registry: Registry, response: HealthResponse)
   } catch {
     response.writeHead(500, { 'content-type': 'text/plain' });
     response.end('collecting the metrics failed\n');
-  }
-}
-
-async function* observed<T>(
-  messages: AsyncIterable<T>,
-  record: (error?: unknown) => void,
-): AsyncIterable<T> {
-  // Neither finished nor failed: the client went away mid-stream.
-  let outcome: unknown = new ConnectError('the client went away', Code.Canceled);
-  try {
-    yield* messages;
-    outcome = undefined;
-  } catch (error) {
-    outcome = error;
-    throw error;
-  } finally {
-    record(outcome);
   }
 }

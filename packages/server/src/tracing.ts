@@ -1,7 +1,6 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { codeToString } from '@connectrpc/connect/protocol-connect';
 import {
-  type Context,
   contextWithSpan,
   extractTraceContext,
   failSpan,
@@ -11,6 +10,7 @@ import {
   tracer,
   withContext,
 } from '@assist-tee/tracing';
+import { watchEnd } from './stream-end.js';
 
 /**
  * A server span per RPC, named `service/method`, child of the caller's `traceparent` when it
@@ -36,7 +36,13 @@ export const traceInterceptor: Interceptor = (next) => async (request) => {
       endSpan(span);
       return response;
     }
-    return { ...response, message: tracedStream(context, response.message, span) };
+    // Each message of a stream is produced inside the span; it ends with the stream.
+    const message = watchEnd(
+      response.message,
+      (error) => endSpan(span, error),
+      (pull) => withContext(context, pull),
+    );
+    return { ...response, message };
   } catch (error) {
     endSpan(span, error);
     throw error;
@@ -66,28 +72,3 @@ const SERVER_FAULTS = new Set([
   Code.DataLoss,
   Code.DeadlineExceeded,
 ]);
-
-/** Each message of the stream is produced inside `context`; the span ends with the stream. */
-async function* tracedStream<T>(
-  context: Context,
-  messages: AsyncIterable<T>,
-  span: Span,
-): AsyncIterable<T> {
-  const iterator = messages[Symbol.asyncIterator]();
-  // Neither finished nor failed: the client went away mid-stream.
-  let outcome: unknown = new ConnectError('the client went away', Code.Canceled);
-  try {
-    for (;;) {
-      const result = await withContext(context, () => iterator.next());
-      if (result.done === true) break;
-      yield result.value;
-    }
-    outcome = undefined;
-  } catch (error) {
-    outcome = error;
-    throw error;
-  } finally {
-    if (outcome !== undefined) await withContext(context, async () => iterator.return?.());
-    endSpan(span, outcome);
-  }
-}

@@ -129,12 +129,15 @@ export class RunnerSandbox {
   private readonly log: Logger;
   private readonly stdoutLines: LineSplitter;
   private readonly stderrLines: LineSplitter;
+  /** What its spans say about it, worked out once: a session's sandbox runs many times. */
+  private readonly spanAttributes: Record<string, string>;
 
   private constructor(
     private readonly sandbox: Sandbox,
     private readonly options: LaunchOptions,
   ) {
     this.log = options.logger.child({ containerId: sandbox.id.slice(0, 12) });
+    this.spanAttributes = spanAttributes(options.spec);
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
     this.stdoutLines = new LineSplitter((line) => this.onLine(line, 'INFO'));
     this.stderrLines = new LineSplitter((line) => this.onLine(line, 'ERROR'));
@@ -229,7 +232,7 @@ export class RunnerSandbox {
   private recordRun(parent: Context, sentAt: number, outcome: RunOutcome | undefined): void {
     const span = tracer().startSpan(
       'sandbox.run',
-      { attributes: spanAttributes(this.options.spec), startTime: performance.timeOrigin + sentAt },
+      { attributes: this.spanAttributes, startTime: performance.timeOrigin + sentAt },
       parent,
     );
     if (outcome === undefined) failSpan(span, new Error('the run failed'));
